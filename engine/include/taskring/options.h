@@ -1,0 +1,57 @@
+// Configuration of a segment (fixed at creation), and per-call options for
+// submitting tasks and running workers.
+//
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "taskring/base/status.h"
+#include "taskring/task.h"
+
+namespace taskring {
+
+// Everything the segment layout depends on. Fixed when the segment is created.
+struct EngineConfig {
+  std::uint32_t slots = 65536;              // task slots: tasks in flight plus unread results
+  std::vector<std::string> queues = {"default"};  // queue names, 1..kMaxQueues
+  std::uint32_t ring_capacity = 16384;      // per queue and priority; power of two
+  std::uint32_t max_payload = 1 << 20;      // bytes, for payloads and results
+  std::uint64_t payload_area = 64 << 20;    // bytes of the shared block arena
+  std::uint32_t max_workers = 64;           // worker registry entries, 1..255
+  std::uint32_t deque_capacity = 256;       // per-worker claimed-task deque; power of two
+  unsigned mode = 0600;                     // file mode of the segment
+
+  // Checks every field; the error names the field, the value and what is
+  // accepted, e.g. "ring_capacity 3: must be a power of two between 64 and 16777216".
+  Status validate() const;
+};
+
+// What submit does when a queue ring, the slot table or the payload area is full.
+enum class FullPolicy : std::uint8_t {
+  kFail,  // return kResourceExhausted at once
+  kWait,  // wait (spin, then park) up to SubmitOptions::timeout_ns, then fail
+};
+
+struct SubmitOptions {
+  std::string_view queue = {};           // empty: the first queue of the segment
+  Priority priority = Priority::kNormal;
+  FullPolicy on_full = FullPolicy::kWait;
+  std::int64_t timeout_ns = -1;          // for kWait: < 0 waits without limit
+  // Fire-and-forget: nobody will read the result; the slot is freed as soon
+  // as the task finishes. wait()/try_get() on the id report not found.
+  bool detached = false;
+};
+
+struct WorkerOptions {
+  std::vector<std::string> queues;  // empty: every queue of the segment
+  int cpu = -1;                     // pin the running thread to this CPU; -1: no pinning
+  std::uint32_t claim_batch = 16;   // tasks taken from a queue ring at once, 1..deque_capacity
+  std::uint32_t spin_rounds = 256;  // idle polls before yielding, then parking
+  std::int64_t park_timeout_ns = 1'000'000'000;  // longest park before a heartbeat
+  bool steal = true;                // take work from other workers' deques when idle
+};
+
+}  // namespace taskring

@@ -1,0 +1,113 @@
+// taskring::Worker: the consumer side. Registers in the segment's worker
+// registry, holds handlers by task name, and runs the claim loop: its own
+// deque first, then a batch from the queue rings by priority, then stealing
+// from other workers, then spin, yield and park on a futex.
+//
+// Thread safety: register_handler before run(); run() on one thread; stop()
+// from any thread or a signal handler. stats() from any thread (racy reads of
+// single-writer counters).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "taskring/base/status.h"
+#include "taskring/options.h"
+#include "taskring/task.h"
+
+namespace taskring {
+
+namespace detail { class WorkerImpl; }
+
+// What a handler sees of the task it runs, and how it reports the outcome.
+// Valid only during the handler call.
+class TaskContext {
+ public:
+  TaskId id() const noexcept { return id_; }
+  std::string_view task_name() const noexcept { return task_name_; }
+  std::string_view payload() const noexcept { return payload_; }
+  Priority priority() const noexcept { return priority_; }
+  std::uint32_t attempt() const noexcept { return attempt_; }
+  // True once somebody asked to cancel this task; a handler that polls it
+  // and returns early ends the task as cancelled.
+  bool cancel_requested() const noexcept;
+  // Sets the result bytes (succeeded). A later call replaces it.
+  void set_result(std::string_view bytes);
+  // Marks the task failed with `message` as its error.
+  void fail(std::string_view message);
+
+ private:
+  friend class detail::WorkerImpl;
+  TaskContext() = default;
+  detail::WorkerImpl* worker_ = nullptr;
+  TaskId id_;
+  std::string_view task_name_;
+  std::string_view payload_;
+  Priority priority_ = Priority::kNormal;
+  std::uint32_t attempt_ = 0;
+  const std::atomic<std::uint64_t>* state_ = nullptr;
+  bool failed_ = false;
+  std::string result_;
+};
+
+// A handler runs one task. It reports a result with ctx.set_result, an error
+// with ctx.fail or by throwing std::exception; if it returns after seeing
+// ctx.cancel_requested() without setting anything, the task is cancelled.
+using Handler = std::function<void(TaskContext&)>;
+
+// Where plugins put their handlers: a plugin .so exports
+//   extern "C" void taskring_register_handlers(taskring::HandlerRegistry&);
+class HandlerRegistry {
+ public:
+  virtual ~HandlerRegistry() = default;
+  // Errors: kInvalidArgument (name empty or too long), kAlreadyExists.
+  virtual Status register_handler(std::string_view task, Handler handler) = 0;
+};
+
+struct WorkerStats {
+  int index = -1;                 // registry index
+  std::uint64_t claimed = 0;      // tasks moved from pending to running
+  std::uint64_t succeeded = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t cancelled = 0;    // claimed tasks found cancelled, or cancelled while running
+  std::uint64_t stolen = 0;       // tasks taken from other workers' deques
+  std::uint64_t parks = 0;        // times the worker went to sleep on the futex
+};
+
+class Worker : public HandlerRegistry {
+ public:
+  // Attaches to `segment` and takes a registry entry. Errors: those of
+  // attach; kInvalidArgument (unknown queue, bad cpu or claim_batch);
+  // kResourceExhausted (registry full).
+  static Result<std::unique_ptr<Worker>> attach(std::string_view segment, const WorkerOptions& options = {});
+  ~Worker() override;
+
+  Status register_handler(std::string_view task, Handler handler) override;
+  // Registers the built-in handlers noop, echo, sleep, spin and fail
+  // (docs/cli.md describes them).
+  void register_builtins();
+
+  // Runs the claim loop until stop() is called or the segment is closed.
+  // Pins the calling thread first if options.cpu >= 0. Errors: kInternal
+  // if pinning fails. May block (parks when idle).
+  Status run();
+  // Runs until `n` tasks were processed by this worker (or stop()). For tests
+  // and tools.
+  Status run_tasks(std::uint64_t n);
+  // Asks run() to return; wakes the worker if it is parked. Async-signal-safe.
+  void stop() noexcept;
+
+  int index() const noexcept;
+  WorkerStats stats() const noexcept;
+
+ private:
+  explicit Worker(std::unique_ptr<detail::WorkerImpl> impl);
+  std::unique_ptr<detail::WorkerImpl> impl_;
+};
+
+}  // namespace taskring

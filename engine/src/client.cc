@@ -1,0 +1,419 @@
+#include "taskring/client.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "engine_internal.h"
+#include "taskring/ipc/futex.h"
+
+namespace taskring {
+
+using detail::Engine;
+using detail::TaskSlot;
+namespace sw = detail::sw;
+
+namespace {
+
+constexpr std::int64_t kSpaceParkNs = 10'000'000;   // re-check bound while waiting for room
+constexpr std::int64_t kResultParkNs = 100'000'000; // re-check bound while waiting for a result
+
+std::int64_t deadline_from(std::int64_t timeout_ns) {
+  return timeout_ns < 0 ? INT64_MAX : ipc::monotonic_ns() + timeout_ns;
+}
+
+// Runs `attempt` until it succeeds, applying the full policy: fail at once,
+// or spin, yield and park on space_seq until the deadline. The park re-checks
+// after announcing itself ([S4]), so a notify_space ([S3]) is never missed.
+template <typename Attempt>
+Status with_full_policy(Engine& e, const SubmitOptions& o, std::int64_t& deadline, Attempt&& attempt,
+                        const char* what) {
+  if (attempt()) return Status::ok();
+  if (o.on_full == FullPolicy::kFail) {
+    return resource_exhausted(std::string(what) + " (on_full is fail; retry later or wait)");
+  }
+  if (deadline == 0) deadline = deadline_from(o.timeout_ns);
+  detail::ConfigBlock& c = e.control();
+  ipc::Backoff backoff;
+  for (;;) {
+    if (e.closing()) return failed_precondition("segment '" + e.segment().name() + "' is closing");
+    const std::int64_t now = ipc::monotonic_ns();
+    if (now >= deadline) {
+      return resource_exhausted(std::string(what) + " (waited " + std::to_string(o.timeout_ns / 1'000'000) + " ms)");
+    }
+    if (backoff.pause()) {
+      if (attempt()) return Status::ok();
+      continue;
+    }
+    // Acquire: a later bump we miss makes futex_wait return at once.
+    const std::uint32_t seq = c.space_seq.load(std::memory_order_acquire);
+    // [S4] seq_cst: announce, then re-check; pairs with [S3] in notify_space.
+    c.space_waiters.fetch_add(1, std::memory_order_seq_cst);
+    const bool ok = attempt();
+    if (!ok) ipc::futex_wait(c.space_seq, seq, std::min(deadline - now, kSpaceParkNs));
+    c.space_waiters.fetch_sub(1, std::memory_order_relaxed);  // only a hint for notifiers
+    if (ok) return Status::ok();
+  }
+}
+
+Status check_task(const Engine& e, std::string_view task, std::string_view payload) {
+  if (task.empty() || task.size() > kMaxTaskNameLength) {
+    return invalid_argument("task name '" + std::string(task) + "': must be 1 to " +
+                            std::to_string(kMaxTaskNameLength) + " bytes");
+  }
+  if (payload.size() > e.config().max_payload) {
+    return invalid_argument("payload of " + std::to_string(payload.size()) + " bytes: must be at most max_payload " +
+                            std::to_string(e.config().max_payload) + " bytes of segment '" + e.segment().name() + "'");
+  }
+  return Status::ok();
+}
+
+Result<std::uint32_t> check_options(const Engine& e, const SubmitOptions& o) {
+  const int q = e.find_queue(o.queue);
+  if (q < 0) {
+    std::string names;
+    for (const std::string& n : e.config().queues) names += (names.empty() ? "" : ", ") + n;
+    return invalid_argument("queue '" + std::string(o.queue) + "': not in segment '" + e.segment().name() +
+                            "', whose queues are: " + names);
+  }
+  if (static_cast<unsigned>(o.priority) >= kPriorityCount) {
+    return invalid_argument("priority " + std::to_string(static_cast<unsigned>(o.priority)) +
+                            ": must be 0 (critical) to 3 (low)");
+  }
+  return static_cast<std::uint32_t>(q);
+}
+
+// Pops a free slot under the full policy.
+Result<std::uint32_t> allocate_slot(Engine& e, const SubmitOptions& o, std::int64_t& deadline) {
+  std::uint32_t index = 0;
+  bool corrupt = false;
+  Status st = with_full_policy(
+      e, o, deadline,
+      [&] {
+        const auto r = e.free_slots().pop(index);
+        corrupt = r == ipc::FreeStack::PopResult::kCorrupt;
+        return r == ipc::FreeStack::PopResult::kOk || corrupt;
+      },
+      "no free task slot: every slot holds a task or an unread result");
+  if (!st.is_ok()) return st;
+  if (corrupt) return data_loss("segment '" + e.segment().name() + "': the free-slot stack is corrupt");
+  return index;
+}
+
+// Fills slot `index` for a task and stores its payload; the slot is still
+// private to the caller. On failure the slot is returned to the free stack.
+Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const SubmitOptions& o,
+                 std::string_view task, std::string_view payload, std::int64_t& deadline) {
+  TaskSlot& s = e.slot(index);
+  s.queue = static_cast<std::uint16_t>(queue);
+  s.priority = static_cast<std::uint8_t>(o.priority);
+  s.name_len = static_cast<std::uint8_t>(task.size());
+  std::memcpy(s.name, task.data(), task.size());
+  s.result_len = 0;
+  s.result_block = detail::kNoBlock;
+  s.submitter_pid = static_cast<std::uint32_t>(getpid());
+  s.start_ns = 0;
+  s.finish_ns = 0;
+  ipc::Arena::AllocResult ar = ipc::Arena::AllocResult::kOk;
+  Status st = with_full_policy(
+      e, o, deadline,
+      [&] {
+        ar = e.store_bytes(s, false, payload);
+        return ar != ipc::Arena::AllocResult::kExhausted;
+      },
+      "no room in the payload area for the payload");
+  if (st.is_ok() && ar != ipc::Arena::AllocResult::kOk) {
+    st = ar == ipc::Arena::AllocResult::kTooLarge
+             ? invalid_argument("payload of " + std::to_string(payload.size()) + " bytes: larger than the payload area's largest block")
+             : data_loss("segment '" + e.segment().name() + "': the payload area is corrupt");
+  }
+  if (!st.is_ok()) {
+    s.payload_block = detail::kNoBlock;
+    s.payload_len = 0;
+    e.free_slots().push(index);
+    e.notify_space();
+    return st;
+  }
+  s.submit_ns = ipc::monotonic_ns();
+  return Status::ok();
+}
+
+// Publishes a filled slot as pending and queued. The caller owns the slot
+// exclusively (it came off the free stack), so this transition is a store.
+std::uint32_t publish_pending(Engine& e, std::uint32_t index, const SubmitOptions& o) {
+  TaskSlot& s = e.slot(index);
+  // Relaxed: we own the slot; the word is only read for its generation.
+  const std::uint64_t w = s.state.load(std::memory_order_relaxed);
+  const std::uint32_t gen = sw::generation(w);
+  std::uint64_t next = sw::make_free(gen) | static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+  if (o.detached) next |= sw::kReleased;
+  // [R3] release: publishes the slot's fields to whoever acquires the state
+  // word ([A3] lookup, the worker's claim); the ring push ([R1]) publishes
+  // them to the worker that pops the index.
+  s.state.store(next, std::memory_order_release);
+  return gen;
+}
+
+// Undoes publish_pending for slots that never reached a ring.
+void unpublish(Engine& e, std::uint32_t index) {
+  TaskSlot& s = e.slot(index);
+  const std::uint64_t w = s.state.load(std::memory_order_relaxed);  // still ours: never pushed
+  const bool freed = e.free_slot(index, w);
+  TASKRING_ASSERT(freed);
+}
+
+}  // namespace
+
+Client::Client(std::unique_ptr<Engine> engine) : engine_(std::move(engine)) {}
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+Client::~Client() = default;
+
+Result<Client> Client::attach(std::string_view segment) {
+  auto e = Engine::attach(segment, ipc::Access::kReadWrite);
+  if (!e) return e.status();
+  return Client(std::move(e).value());
+}
+
+const EngineConfig& Client::config() const noexcept { return engine_->config(); }
+std::vector<std::string> Client::queues() const { return engine_->config().queues; }
+
+Result<TaskId> Client::submit(std::string_view task, std::string_view payload, const SubmitOptions& o) noexcept {
+  Engine& e = *engine_;
+  TASKRING_RETURN_IF_ERROR(check_task(e, task, payload));
+  auto queue = check_options(e, o);
+  if (!queue) return queue.status();
+  if (e.closing()) return failed_precondition("segment '" + e.segment().name() + "' is closing");
+  std::int64_t deadline = 0;  // computed on the first wait
+  auto index = allocate_slot(e, o, deadline);
+  if (!index) return index.status();
+  TASKRING_RETURN_IF_ERROR(fill_slot(e, *index, *queue, o, task, payload, deadline));
+  const std::uint32_t gen = publish_pending(e, *index, o);
+  ipc::Ring ring = e.ring(*queue, o.priority);
+  Status st = with_full_policy(e, o, deadline, [&] { return ring.try_push(*index); },
+                               "queue ring full");
+  if (!st.is_ok()) {
+    unpublish(e, *index);
+    return st;
+  }
+  // Relaxed: a statistics counter; readers want an approximate total.
+  e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);
+  e.notify_work(1);
+  return TaskId::make(*index, gen);
+}
+
+Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::span<TaskId> ids,
+                                         const SubmitOptions& o) noexcept {
+  Engine& e = *engine_;
+  if (ids.size() < tasks.size()) {
+    return invalid_argument("ids: room for " + std::to_string(ids.size()) + " ids, need " + std::to_string(tasks.size()));
+  }
+  for (const TaskSpec& t : tasks) TASKRING_RETURN_IF_ERROR(check_task(e, t.task, t.payload));
+  auto queue = check_options(e, o);
+  if (!queue) return queue.status();
+  if (e.closing()) return failed_precondition("segment '" + e.segment().name() + "' is closing");
+  std::int64_t deadline = 0;
+  ipc::Ring ring = e.ring(*queue, o.priority);
+  constexpr std::size_t kChunk = 64;
+  std::uint32_t chunk[kChunk];
+  std::size_t done = 0;
+  Status stop;
+  while (done < tasks.size() && stop.is_ok()) {
+    // Allocate and fill a chunk of slots, publish them, push them in one go.
+    std::size_t n = 0;
+    const std::size_t want = std::min(kChunk, tasks.size() - done);
+    while (n < want) {
+      auto index = allocate_slot(e, o, deadline);
+      if (!index) { stop = index.status(); break; }
+      Status st = fill_slot(e, *index, *queue, o, tasks[done + n].task, tasks[done + n].payload, deadline);
+      if (!st.is_ok()) { stop = st; break; }
+      const std::uint32_t gen = publish_pending(e, *index, o);
+      ids[done + n] = TaskId::make(*index, gen);
+      chunk[n++] = *index;
+    }
+    std::size_t pushed = 0;
+    Status st = with_full_policy(
+        e, o, deadline,
+        [&] {
+          pushed += ring.try_push_batch(chunk + pushed, n - pushed);
+          return pushed == n;
+        },
+        "queue ring full");
+    if (!st.is_ok() && stop.is_ok()) stop = st;
+    for (std::size_t i = pushed; i < n; ++i) unpublish(e, chunk[i]);
+    if (pushed > 0) {
+      e.queue(*queue).submitted.fetch_add(pushed, std::memory_order_relaxed);  // statistics
+      e.notify_work(static_cast<std::uint32_t>(pushed));
+    }
+    done += pushed;
+  }
+  if (done == 0 && !stop.is_ok()) return stop;
+  return done;
+}
+
+namespace {
+
+// Copies the outcome of the terminal task in `s` (state word `w`).
+Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, std::uint64_t w) {
+  TaskOutcome out;
+  out.id = id;
+  out.state = sw::state(w);
+  out.attempts = sw::attempts(w);
+  out.submit_ns = s.submit_ns;
+  out.start_ns = s.start_ns;
+  out.finish_ns = s.finish_ns;
+  std::string_view bytes;
+  if (!e.read_bytes(s, true, bytes)) {
+    return data_loss("task " + to_string(id) + ": its result's length or block is corrupt");
+  }
+  out.value.assign(bytes);
+  return out;
+}
+
+Status gone(TaskId id) {
+  return not_found("task " + to_string(id) +
+                   ": no such task (never submitted, detached, or its result was already read)");
+}
+
+}  // namespace
+
+Result<std::optional<TaskOutcome>> Client::try_get(TaskId id) {
+  Engine& e = *engine_;
+  std::uint64_t w = 0;
+  TaskSlot* s = e.lookup(id, w);
+  if (s == nullptr || (w & sw::kReleased) != 0) return gone(id);
+  if (!is_terminal(sw::state(w))) return std::optional<TaskOutcome>();
+  auto out = copy_outcome(e, *s, id, w);
+  if (!out) return out.status();
+  // Consume: free the slot, or mark it released if a ring still names it.
+  for (;;) {
+    if (sw::generation(w) != id.generation() || (w & sw::kReleased) != 0 || sw::state(w) == TaskState::kFree) {
+      return gone(id);  // another reader consumed it first
+    }
+    if ((w & sw::kQueued) == 0) {
+      if (e.free_slot(id.slot(), w)) break;
+    } else if (s->state.compare_exchange_weak(w, w | sw::kReleased, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+      // acq_rel: as [R5]; the worker that pops the index frees the slot.
+      break;
+    }
+    w = s->state.load(std::memory_order_acquire);  // as [A3]
+  }
+  return std::optional<TaskOutcome>(std::move(out).value());
+}
+
+Result<TaskOutcome> Client::wait(TaskId id, std::int64_t timeout_ns) {
+  Engine& e = *engine_;
+  const std::int64_t deadline = deadline_from(timeout_ns);
+  if (!id.valid() || id.slot() >= e.slot_count()) return gone(id);
+  TaskSlot& s = e.slot(id.slot());
+  ipc::Backoff backoff;
+  for (;;) {
+    auto r = try_get(id);
+    if (!r) return r.status();
+    if (r->has_value()) return std::move(**r);
+    if (e.closing()) return failed_precondition("segment '" + e.segment().name() + "' is closing");
+    const std::int64_t now = ipc::monotonic_ns();
+    if (now >= deadline) {
+      return deadline_exceeded("task " + to_string(id) + " has not finished after " +
+                               std::to_string(timeout_ns / 1'000'000) + " ms");
+    }
+    if (backoff.pause()) continue;
+    // Acquire: a bump we miss makes futex_wait return at once.
+    const std::uint32_t seq = s.done_seq.load(std::memory_order_acquire);
+    // [S6] seq_cst: announce, then re-check the state; pairs with [S5].
+    s.waiters.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint64_t w = s.state.load(std::memory_order_seq_cst);
+    if (sw::generation(w) == id.generation() && !is_terminal(sw::state(w))) {
+      ipc::futex_wait(s.done_seq, seq, std::min(deadline - now, kResultParkNs));
+    }
+    s.waiters.fetch_sub(1, std::memory_order_relaxed);  // only a hint for notifiers
+  }
+}
+
+Result<TaskInfo> Client::peek(TaskId id) const {
+  const Engine& e = *engine_;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::uint64_t w = 0;
+    const TaskSlot* s = e.lookup(id, w);
+    if (s == nullptr) return gone(id);
+    TaskInfo info;
+    info.id = id;
+    info.state = sw::state(w);
+    info.attempts = sw::attempts(w);
+    info.owner_worker = sw::owner(w);
+    info.cancel_requested = (w & sw::kCancelReq) != 0;
+    info.task_name.assign(s->name, std::min<std::size_t>(s->name_len, kMaxTaskNameLength));
+    info.queue = std::string(e.queue_name(s->queue));
+    info.priority = static_cast<Priority>(s->priority & 3);
+    info.payload_bytes = s->payload_len;
+    info.submit_ns = s->submit_ns;
+    info.start_ns = s->start_ns;
+    info.finish_ns = s->finish_ns;
+    if (is_terminal(info.state)) {
+      std::string_view bytes;
+      if (e.read_bytes(*s, true, bytes)) info.value.assign(bytes);
+    }
+    // Seqlock-style check: if the word did not change, the copy is consistent.
+    if (s->state.load(std::memory_order_acquire) == w) return info;  // as [A3]
+  }
+  return unavailable("task " + to_string(id) + " changes too fast to read a consistent snapshot");
+}
+
+Result<CancelOutcome> Client::cancel(TaskId id) {
+  Engine& e = *engine_;
+  std::uint64_t w = 0;
+  TaskSlot* s = e.lookup(id, w);
+  if (s == nullptr) return gone(id);
+  for (;;) {
+    if (sw::generation(w) != id.generation() || sw::state(w) == TaskState::kFree) return gone(id);
+    const TaskState st = sw::state(w);
+    if (is_terminal(st)) return CancelOutcome::kAlreadyFinished;
+    if (st == TaskState::kPending) {
+      // Written before the CAS: only other cancellers of this task race on it.
+      s->finish_ns = ipc::monotonic_ns();
+      // [R4] seq_cst: the terminal transition; wins against the worker's claim
+      // CAS on the same word (exactly one succeeds), publishes finish_ns, and
+      // is ordered before notify_done's waiter check ([S5]).
+      if (s->state.compare_exchange_weak(w, sw::with_state(w, TaskState::kCancelled), std::memory_order_seq_cst,
+                                         std::memory_order_acquire)) {
+        e.queue(s->queue < e.queue_count() ? s->queue : 0).cancelled.fetch_add(1, std::memory_order_relaxed);
+        e.notify_done(*s);
+        return CancelOutcome::kCancelled;
+      }
+    } else if (st == TaskState::kRunning) {
+      if ((w & sw::kCancelReq) != 0) return CancelOutcome::kRequested;
+      // acq_rel: the handler's relaxed poll sees it eventually; nothing else
+      // is published with it.
+      if (s->state.compare_exchange_weak(w, w | sw::kCancelReq, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+        return CancelOutcome::kRequested;
+      }
+    } else {
+      return data_loss("task " + to_string(id) + ": slot state " + std::to_string(w & sw::kStateMask) + " is invalid");
+    }
+  }
+}
+
+Status Client::release(TaskId id) {
+  Engine& e = *engine_;
+  std::uint64_t w = 0;
+  TaskSlot* s = e.lookup(id, w);
+  if (s == nullptr || (w & sw::kReleased) != 0) return gone(id);
+  for (;;) {
+    if (sw::generation(w) != id.generation() || sw::state(w) == TaskState::kFree || (w & sw::kReleased) != 0) {
+      return gone(id);
+    }
+    if (is_terminal(sw::state(w)) && (w & sw::kQueued) == 0) {
+      if (e.free_slot(id.slot(), w)) return Status::ok();
+    } else if (s->state.compare_exchange_weak(w, w | sw::kReleased, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+      return Status::ok();  // the worker or the popper frees it
+    }
+    w = s->state.load(std::memory_order_acquire);
+  }
+}
+
+}  // namespace taskring

@@ -1,0 +1,297 @@
+#include "engine_internal.h"
+
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "taskring/ipc/futex.h"
+
+namespace taskring::detail {
+namespace {
+
+std::uint64_t arena_units_for(std::uint64_t bytes) { return bytes / ipc::kArenaUnit; }
+
+// A ring section holds `n` rings of `capacity` cells, each ring starting on a
+// RingControl boundary (ring_bytes is a multiple of it for capacity >= 16).
+std::uint64_t ring_stride(std::uint64_t capacity) { return ipc::ring_bytes(capacity); }
+
+bool valid_queue_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.';
+}
+
+}  // namespace
+
+ipc::CreateOptions layout_for(const EngineConfig& c, bool replace) {
+  ipc::CreateOptions o;
+  o.layout_version = kLayoutVersion;
+  o.mode = c.mode;
+  o.replace = replace;
+  const auto q = static_cast<std::uint64_t>(c.queues.size());
+  o.sections = {
+      {kSecConfig, sizeof(ConfigBlock), 1},
+      {kSecQueues, sizeof(QueueEntry), q},
+      {kSecRings, static_cast<std::uint32_t>(ring_stride(c.ring_capacity)), q * kPriorityCount},
+      {kSecSlots, sizeof(TaskSlot), c.slots},
+      {kSecSlotFree, sizeof(ipc::FreeStackHead), 1},
+      {kSecArena, 1, ipc::arena_control_bytes() + arena_units_for(c.payload_area) * ipc::kArenaUnit},
+      {kSecWorkers, sizeof(WorkerEntry), c.max_workers},
+      {kSecDeques, static_cast<std::uint32_t>(ring_stride(c.deque_capacity)), c.max_workers},
+  };
+  return o;
+}
+
+Status Engine::format(ipc::Segment& seg, const EngineConfig& c) {
+  auto* control = reinterpret_cast<ConfigBlock*>(seg.section_bytes(kSecConfig).data());
+  // Relaxed stores throughout: nothing is shared until the segment's ready
+  // flag is stored with release (ipc::Segment::create).
+  control->slot_count = c.slots;
+  control->queue_count = static_cast<std::uint32_t>(c.queues.size());
+  control->ring_capacity = c.ring_capacity;
+  control->max_payload = c.max_payload;
+  control->payload_area_units = arena_units_for(c.payload_area);
+  control->max_workers = c.max_workers;
+  control->deque_capacity = c.deque_capacity;
+  control->slot_size = sizeof(TaskSlot);
+  control->inline_bytes = kInlineBytes;
+  control->mode = c.mode;
+
+  auto* queues = reinterpret_cast<QueueEntry*>(seg.section_bytes(kSecQueues).data());
+  for (std::size_t i = 0; i < c.queues.size(); ++i) {
+    std::memcpy(queues[i].name, c.queues[i].data(), c.queues[i].size());
+  }
+  std::byte* rings = seg.section_bytes(kSecRings).data();
+  for (std::uint64_t r = 0; r < c.queues.size() * kPriorityCount; ++r) {
+    ipc::Ring::format(reinterpret_cast<ipc::RingControl*>(rings + r * ring_stride(c.ring_capacity)),
+                      c.ring_capacity);
+  }
+  std::byte* deques = seg.section_bytes(kSecDeques).data();
+  for (std::uint64_t w = 0; w < c.max_workers; ++w) {
+    ipc::Ring::format(reinterpret_cast<ipc::RingControl*>(deques + w * ring_stride(c.deque_capacity)),
+                      c.deque_capacity);
+  }
+  auto* slots = reinterpret_cast<TaskSlot*>(seg.section_bytes(kSecSlots).data());
+  for (std::uint32_t i = 0; i < c.slots; ++i) {
+    slots[i].state.store(sw::make_free(1), std::memory_order_relaxed);
+    slots[i].payload_block = kNoBlock;
+    slots[i].result_block = kNoBlock;
+  }
+  auto* free_head = reinterpret_cast<ipc::FreeStackHead*>(seg.section_bytes(kSecSlotFree).data());
+  ipc::FreeStack(free_head, reinterpret_cast<std::byte*>(&slots[0].next_free), sizeof(TaskSlot), c.slots)
+      .format(0, c.slots);
+  ipc::Arena::format(reinterpret_cast<ipc::ArenaControl*>(seg.section_bytes(kSecArena).data()),
+                     arena_units_for(c.payload_area));
+  auto* workers = reinterpret_cast<WorkerEntry*>(seg.section_bytes(kSecWorkers).data());
+  for (std::uint32_t w = 0; w < c.max_workers; ++w) {
+    workers[w].current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
+    workers[w].cpu.store(-1, std::memory_order_relaxed);
+  }
+  return Status::ok();
+}
+
+Engine::Engine(ipc::Segment seg) noexcept : seg_(std::move(seg)) {}
+
+Result<std::unique_ptr<Engine>> Engine::attach(std::string_view name, ipc::Access access) {
+  auto seg = ipc::Segment::attach(name, kLayoutVersion, access);
+  if (!seg) return seg.status();
+  std::unique_ptr<Engine> e(new Engine(std::move(seg).value()));
+  TASKRING_RETURN_IF_ERROR(e->bind(access));
+  return e;
+}
+
+// Validates the engine's sections against the config block and builds the
+// typed views. Every size read from the segment is checked before use.
+Status Engine::bind(ipc::Access) {
+  const std::string who = "segment '" + seg_.name() + "'";
+  const auto need = [&](std::uint32_t id, const char* what) -> Result<const ipc::SectionEntry*> {
+    const ipc::SectionEntry* e = seg_.section(id);
+    if (e == nullptr) return data_loss(who + ": the " + what + " section (id " + std::to_string(id) + ") is missing");
+    return e;
+  };
+  auto cfg = need(kSecConfig, "config");
+  if (!cfg) return cfg.status();
+  if ((*cfg)->size < sizeof(ConfigBlock)) return data_loss(who + ": config section too small");
+  control_ = reinterpret_cast<ConfigBlock*>(seg_.base() + (*cfg)->offset);
+  const ConfigBlock& c = *control_;
+  if (c.slot_size != sizeof(TaskSlot) || c.inline_bytes != kInlineBytes) {
+    return data_loss(who + ": slot size " + std::to_string(c.slot_size) + " / inline bytes " +
+                     std::to_string(c.inline_bytes) + " differ from this build's " +
+                     std::to_string(sizeof(TaskSlot)) + " / " + std::to_string(kInlineBytes));
+  }
+  // Rebuild the config and check it as if a user had passed it.
+  config_.slots = c.slot_count;
+  config_.ring_capacity = c.ring_capacity;
+  config_.max_payload = c.max_payload;
+  config_.payload_area = c.payload_area_units * ipc::kArenaUnit;
+  config_.max_workers = c.max_workers;
+  config_.deque_capacity = c.deque_capacity;
+  config_.mode = c.mode;
+  if (c.queue_count == 0 || c.queue_count > kMaxQueues) {
+    return data_loss(who + ": queue count " + std::to_string(c.queue_count) + " outside 1.." +
+                     std::to_string(kMaxQueues));
+  }
+  auto qs = need(kSecQueues, "queue table");
+  if (!qs) return qs.status();
+  if ((*qs)->size < std::uint64_t{c.queue_count} * sizeof(QueueEntry)) return data_loss(who + ": queue table too small");
+  queues_ = reinterpret_cast<QueueEntry*>(seg_.base() + (*qs)->offset);
+  config_.queues.clear();
+  for (std::uint32_t q = 0; q < c.queue_count; ++q) {
+    const char* n = queues_[q].name;
+    const std::size_t len = strnlen(n, sizeof(queues_[q].name));
+    if (len == 0 || len > kMaxQueueNameLength) return data_loss(who + ": queue " + std::to_string(q) + " has a bad name");
+    for (std::size_t i = 0; i < len; ++i) {
+      if (!valid_queue_name_char(n[i])) return data_loss(who + ": queue " + std::to_string(q) + " has a bad name");
+    }
+    config_.queues.emplace_back(n, len);
+  }
+  Status valid = config_.validate();
+  if (!valid.is_ok()) return data_loss(who + ": stored configuration is invalid: " + valid.message());
+
+  // Each section must be exactly what this configuration lays out.
+  const ipc::CreateOptions expect = layout_for(config_, false);
+  for (const ipc::SectionSpec& s : expect.sections) {
+    const ipc::SectionEntry* e = seg_.section(s.id);
+    if (e == nullptr || e->elem_size != s.elem_size || e->count != s.count || e->size != s.count * s.elem_size) {
+      return data_loss(who + ": section " + std::to_string(s.id) + " does not match its configuration");
+    }
+  }
+  slot_count_ = c.slot_count;
+  queue_count_ = c.queue_count;
+  max_workers_ = c.max_workers;
+  ring_stride_ = ring_stride(c.ring_capacity);
+  deque_stride_ = ring_stride(c.deque_capacity);
+  rings_ = seg_.section_bytes(kSecRings).data();
+  slots_ = reinterpret_cast<TaskSlot*>(seg_.section_bytes(kSecSlots).data());
+  workers_ = reinterpret_cast<WorkerEntry*>(seg_.section_bytes(kSecWorkers).data());
+  deques_ = seg_.section_bytes(kSecDeques).data();
+  free_slots_ = ipc::FreeStack(reinterpret_cast<ipc::FreeStackHead*>(seg_.section_bytes(kSecSlotFree).data()),
+                               reinterpret_cast<std::byte*>(&slots_[0].next_free), sizeof(TaskSlot), slot_count_);
+  arena_ = ipc::Arena(reinterpret_cast<ipc::ArenaControl*>(seg_.section_bytes(kSecArena).data()),
+                      c.payload_area_units);
+  return Status::ok();
+}
+
+int Engine::find_queue(std::string_view name) const noexcept {
+  if (name.empty()) return 0;
+  for (std::uint32_t q = 0; q < queue_count_; ++q) {
+    if (config_.queues[q] == name) return static_cast<int>(q);
+  }
+  return -1;
+}
+
+std::string_view Engine::queue_name(std::uint32_t q) const noexcept {
+  return q < queue_count_ ? std::string_view(config_.queues[q]) : std::string_view("?");
+}
+
+ipc::Ring Engine::ring(std::uint32_t q, Priority p) const noexcept {
+  const std::uint64_t r = std::uint64_t{q} * kPriorityCount + static_cast<std::uint32_t>(p);
+  return ipc::Ring(reinterpret_cast<ipc::RingControl*>(rings_ + r * ring_stride_), config_.ring_capacity);
+}
+
+ipc::Ring Engine::deque(std::uint32_t w) const noexcept {
+  return ipc::Ring(reinterpret_cast<ipc::RingControl*>(deques_ + std::uint64_t{w} * deque_stride_),
+                   config_.deque_capacity);
+}
+
+bool Engine::closing() const noexcept {
+  // Acquire: pairs with the release store in destroy_segment; nothing is
+  // read through it, but it keeps "closing" ordered after the wake-ups' cause.
+  return control_->closing.load(std::memory_order_acquire) != 0;
+}
+
+TaskSlot* Engine::lookup(TaskId id, std::uint64_t& word) const noexcept {
+  if (!id.valid() || id.slot() >= slot_count_) return nullptr;
+  TaskSlot& s = slots_[id.slot()];
+  // [A3] acquire: pairs with the release in the transitions that published
+  // the slot's fields ([R3] submit, [R4] completion).
+  word = s.state.load(std::memory_order_acquire);
+  if (sw::generation(word) != id.generation() || sw::state(word) == TaskState::kFree) return nullptr;
+  return &s;
+}
+
+ipc::Arena::AllocResult Engine::store_bytes(TaskSlot& s, bool result, std::string_view bytes) noexcept {
+  std::uint32_t& len = result ? s.result_len : s.payload_len;
+  std::uint32_t& block = result ? s.result_block : s.payload_block;
+  std::uint8_t* inline_area = result ? s.inline_result : s.inline_payload;
+  if (bytes.size() <= kInlineBytes) {
+    if (!bytes.empty()) std::memcpy(inline_area, bytes.data(), bytes.size());
+    block = kNoBlock;
+  } else {
+    std::uint32_t unit = 0;
+    const auto r = arena_.allocate(bytes.size(), unit);
+    if (r != ipc::Arena::AllocResult::kOk) return r;
+    std::memcpy(arena_.resolve(unit).data(), bytes.data(), bytes.size());
+    block = unit;
+  }
+  len = static_cast<std::uint32_t>(bytes.size());
+  return ipc::Arena::AllocResult::kOk;
+}
+
+bool Engine::read_bytes(const TaskSlot& s, bool result, std::string_view& out) const noexcept {
+  const std::uint32_t len = result ? s.result_len : s.payload_len;
+  const std::uint32_t block = result ? s.result_block : s.payload_block;
+  if (block == kNoBlock) {
+    if (len > kInlineBytes) return false;
+    out = {reinterpret_cast<const char*>(result ? s.inline_result : s.inline_payload), len};
+    return true;
+  }
+  const std::span<std::byte> data = arena_.resolve(block);
+  if (data.empty() || len > data.size()) return false;
+  out = {reinterpret_cast<const char*>(data.data()), len};
+  return true;
+}
+
+void Engine::release_blocks(TaskSlot& s) noexcept {
+  if (s.payload_block != kNoBlock) arena_.release(s.payload_block);
+  if (s.result_block != kNoBlock) arena_.release(s.result_block);
+  s.payload_block = kNoBlock;
+  s.result_block = kNoBlock;
+  s.payload_len = 0;
+  s.result_len = 0;
+}
+
+bool Engine::free_slot(std::uint32_t index, std::uint64_t word) noexcept {
+  TaskSlot& s = slots_[index];
+  // [R5] acq_rel: acquire the last writer's fields before we release their
+  // blocks; release so the next owner, who pops the slot from the free stack,
+  // sees it free. Once this CAS succeeds we own the slot exclusively: a free
+  // slot is reachable only through the free stack.
+  if (!s.state.compare_exchange_strong(word, sw::make_free(sw::next_generation(sw::generation(word))),
+                                       std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    return false;
+  }
+  release_blocks(s);
+  free_slots_.push(index);
+  notify_space();
+  return true;
+}
+
+void Engine::notify_work(std::uint32_t n) noexcept {
+  // [S1] seq_cst: the load must not be ordered before the push that made the
+  // work visible ([R1] in ring.cc); pairs with the worker's seq_cst increment
+  // of parked_workers and its re-check ([S2] in worker.cc). Dekker-style: one
+  // of the two sides sees the other.
+  if (control_->parked_workers.load(std::memory_order_seq_cst) == 0) return;
+  // Release: orders the bump after the push for a waiter that reads it.
+  control_->work_seq.fetch_add(1, std::memory_order_release);
+  ipc::futex_wake(control_->work_seq, n > INT_MAX ? INT_MAX : static_cast<int>(n));
+}
+
+void Engine::notify_space() noexcept {
+  // [S3] seq_cst: pairs with the producer's seq_cst increment of
+  // space_waiters and its retry ([S4] in client.cc), as [S1].
+  if (control_->space_waiters.load(std::memory_order_seq_cst) == 0) return;
+  control_->space_seq.fetch_add(1, std::memory_order_release);
+  ipc::futex_wake(control_->space_seq, INT_MAX);
+}
+
+void Engine::notify_done(TaskSlot& s) noexcept {
+  // [S5] seq_cst: pairs with [S6] in client.cc (waiters increment, then the
+  // state re-check), as [S1]; the terminal CAS before it is seq_cst too.
+  if (s.waiters.load(std::memory_order_seq_cst) == 0) return;
+  s.done_seq.fetch_add(1, std::memory_order_release);
+  ipc::futex_wake(s.done_seq, INT_MAX);
+}
+
+}  // namespace taskring::detail

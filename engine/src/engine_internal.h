@@ -1,0 +1,105 @@
+// detail::Engine: one process's typed view of an attached segment, shared by
+// Client, Worker and the snapshot reader. It owns the mapping and offers the
+// operations on slots that both sides need: allocation, freeing, storing and
+// reading payload or result bytes, and the wake protocols.
+//
+// Thread safety: after attach, every method is safe from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "layout_internal.h"
+#include "taskring/base/status.h"
+#include "taskring/ipc/arena.h"
+#include "taskring/ipc/free_stack.h"
+#include "taskring/ipc/ring.h"
+#include "taskring/ipc/segment.h"
+#include "taskring/options.h"
+#include "taskring/task.h"
+
+namespace taskring::detail {
+
+// Builds the section list for `config` (already validated).
+ipc::CreateOptions layout_for(const EngineConfig& config, bool replace);
+
+class Engine {
+ public:
+  // Attaches and validates the engine sections against the config block.
+  static Result<std::unique_ptr<Engine>> attach(std::string_view name, ipc::Access access);
+  // Formats a freshly created segment (called by create_segment).
+  static Status format(ipc::Segment& seg, const EngineConfig& config);
+
+  const EngineConfig& config() const noexcept { return config_; }
+  const ipc::Segment& segment() const noexcept { return seg_; }
+  ConfigBlock& control() const noexcept { return *control_; }
+
+  std::uint32_t slot_count() const noexcept { return slot_count_; }
+  TaskSlot& slot(std::uint32_t index) const noexcept { return slots_[index]; }
+  std::uint32_t queue_count() const noexcept { return queue_count_; }
+  QueueEntry& queue(std::uint32_t q) const noexcept { return queues_[q]; }
+  // Index of queue `name` (empty: 0), or -1.
+  int find_queue(std::string_view name) const noexcept;
+  std::string_view queue_name(std::uint32_t q) const noexcept;
+  ipc::Ring ring(std::uint32_t q, Priority p) const noexcept;
+  std::uint32_t max_workers() const noexcept { return max_workers_; }
+  WorkerEntry& worker(std::uint32_t w) const noexcept { return workers_[w]; }
+  ipc::Ring deque(std::uint32_t w) const noexcept;
+  ipc::Arena& arena() noexcept { return arena_; }
+  const ipc::Arena& arena() const noexcept { return arena_; }
+  ipc::FreeStack& free_slots() noexcept { return free_slots_; }
+
+  bool closing() const noexcept;
+
+  // The slot for task `id` and its current state word, if the id's slot is in
+  // range and its generation matches a live (non-free) task.
+  TaskSlot* lookup(TaskId id, std::uint64_t& word) const noexcept;
+
+  // Stores `bytes` as the slot's payload or result: inline if it fits, else
+  // in an arena block. Returns kOk, or the arena's failure.
+  ipc::Arena::AllocResult store_bytes(TaskSlot& s, bool result, std::string_view bytes) noexcept;
+  // The slot's payload or result, bounds-checked; false if the recorded
+  // length or block is invalid (corruption).
+  bool read_bytes(const TaskSlot& s, bool result, std::string_view& out) const noexcept;
+  // Releases the slot's arena blocks (payload and result).
+  void release_blocks(TaskSlot& s) noexcept;
+  // Frees slot `index` whose state word is `word` (terminal or pending-never-
+  // published): CAS to free with the next generation, release its blocks,
+  // push it on the free stack. Returns false if the CAS lost (someone else
+  // changed the word).
+  bool free_slot(std::uint32_t index, std::uint64_t word) noexcept;
+
+  // Wake protocols (docs/architecture.md "Waking").
+  // After making work available: wakes up to `n` parked workers if any parks.
+  void notify_work(std::uint32_t n) noexcept;
+  // After making room (ring pop, slot or block freed): wakes producers
+  // waiting for room, if any.
+  void notify_space() noexcept;
+  // After a terminal transition of `s`: wakes its waiters, if any.
+  void notify_done(TaskSlot& s) noexcept;
+
+ private:
+  Engine(ipc::Segment seg) noexcept;
+  Status bind(ipc::Access access);
+
+  ipc::Segment seg_;
+  EngineConfig config_;
+  ConfigBlock* control_ = nullptr;
+  QueueEntry* queues_ = nullptr;
+  std::byte* rings_ = nullptr;
+  TaskSlot* slots_ = nullptr;
+  WorkerEntry* workers_ = nullptr;
+  std::byte* deques_ = nullptr;
+  ipc::FreeStack free_slots_;
+  ipc::Arena arena_;
+  std::uint32_t slot_count_ = 0;
+  std::uint32_t queue_count_ = 0;
+  std::uint32_t max_workers_ = 0;
+  std::uint64_t ring_stride_ = 0;
+  std::uint64_t deque_stride_ = 0;
+};
+
+}  // namespace taskring::detail

@@ -1,0 +1,182 @@
+// The engine's sections of a segment, byte for byte (docs/formats/segment.md).
+// ipc/layout.h owns the header and the generic ring, stack and arena blocks;
+// this file owns what they carry: the config block, the queue table, the task
+// slots with their state words, and the worker registry.
+//
+// A change to any struct here bumps kLayoutVersion and updates
+// docs/formats/segment.md in the same commit.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "taskring/base/config.h"
+#include "taskring/ipc/layout.h"
+#include "taskring/task.h"
+
+namespace taskring::detail {
+
+inline constexpr std::uint32_t kLayoutVersion = 1;
+
+// Section ids in the segment directory.
+enum SectionId : std::uint32_t {
+  kSecConfig = 1,   // one ConfigBlock
+  kSecQueues = 2,   // QueueEntry[queue_count]
+  kSecRings = 3,    // queue_count * 4 rings of ring_capacity cells
+  kSecSlots = 4,    // TaskSlot[slot_count]
+  kSecSlotFree = 5, // one FreeStackHead over the slots
+  kSecArena = 6,    // ArenaControl + payload area
+  kSecWorkers = 7,  // WorkerEntry[max_workers]
+  kSecDeques = 8,   // max_workers rings of deque_capacity cells
+  // Reserved for the next issues: 9 journal ring (sidecar), 10 dead-letter
+  // and delayed-task structures. A segment without them reads as "feature
+  // off"; adding them bumps kLayoutVersion.
+};
+
+// ---- Config block --------------------------------------------------------
+struct alignas(kFalseSharingRange) ConfigBlock {
+  // Fixed at creation; every size the layout depends on.
+  std::uint32_t slot_count;
+  std::uint32_t queue_count;
+  std::uint32_t ring_capacity;
+  std::uint32_t max_payload;
+  std::uint64_t payload_area_units;
+  std::uint32_t max_workers;
+  std::uint32_t deque_capacity;
+  std::uint32_t slot_size;       // sizeof(TaskSlot), checked on attach
+  std::uint32_t inline_bytes;    // kInlineBytes, checked on attach
+  std::uint32_t mode;
+  std::uint32_t reserved0;
+  std::uint8_t reserved1[kFalseSharingRange - 48];
+
+  // Workers park on work_seq; producers bump it when parked_workers != 0.
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> work_seq;
+  std::atomic<std::uint32_t> parked_workers;
+  // Producers waiting for room park on space_seq; whoever frees room bumps it
+  // when space_waiters != 0.
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> space_seq;
+  std::atomic<std::uint32_t> space_waiters;
+  // Set by destroy: workers return, waiting producers fail.
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> closing;
+  std::uint8_t pad[kFalseSharingRange - 4];
+};
+static_assert(sizeof(ConfigBlock) == 4 * kFalseSharingRange);
+static_assert(offsetof(ConfigBlock, work_seq) == kFalseSharingRange);
+static_assert(offsetof(ConfigBlock, space_seq) == 2 * kFalseSharingRange);
+static_assert(offsetof(ConfigBlock, closing) == 3 * kFalseSharingRange);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+// ---- Queue table ---------------------------------------------------------
+struct alignas(kFalseSharingRange) QueueEntry {
+  char name[kMaxQueueNameLength + 1];   // NUL-terminated; validated on attach
+  std::uint8_t reserved[kFalseSharingRange - kMaxQueueNameLength - 1];
+  // Multi-writer counters, each on its own line: producers bump submitted,
+  // clients bump cancelled. Claims and completions are per worker (WorkerEntry).
+  alignas(kFalseSharingRange) std::atomic<std::uint64_t> submitted;
+  alignas(kFalseSharingRange) std::atomic<std::uint64_t> cancelled;
+  std::uint8_t pad[kFalseSharingRange - 8];
+};
+static_assert(sizeof(QueueEntry) == 3 * kFalseSharingRange);
+
+// ---- Task slots ------------------------------------------------------------
+// The state word, one atomic u64 per slot; every transition is one CAS.
+//   bits  0..3   TaskState
+//   bit   4      queued: the slot index sits in a queue ring or a deque; the
+//                slot is not freed while it is set (so a ring never names a
+//                reused slot)
+//   bit   5      released: the producer will not read the result; free the
+//                slot once terminal and not queued
+//   bit   6      cancel requested (running tasks poll it)
+//   bit   7      reserved (0)
+//   bits  8..15  owner: registry index + 1 of the worker running it; 0 none
+//   bits 16..23  attempts: how many times a worker claimed it
+//   bits 24..31  reserved (0): room for retry and delay flags
+//   bits 32..63  generation; the task id is generation << 32 | slot
+namespace sw {
+inline constexpr std::uint64_t kStateMask = 0xF;
+inline constexpr std::uint64_t kQueued = 1u << 4;
+inline constexpr std::uint64_t kReleased = 1u << 5;
+inline constexpr std::uint64_t kCancelReq = 1u << 6;
+inline constexpr int kOwnerShift = 8;
+inline constexpr int kAttemptShift = 16;
+inline constexpr std::uint64_t kOwnerMask = 0xFFull << kOwnerShift;
+inline constexpr std::uint64_t kAttemptMask = 0xFFull << kAttemptShift;
+
+constexpr TaskState state(std::uint64_t w) noexcept { return static_cast<TaskState>(w & kStateMask); }
+constexpr std::uint32_t generation(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
+constexpr int owner(std::uint64_t w) noexcept { return static_cast<int>((w & kOwnerMask) >> kOwnerShift) - 1; }
+constexpr std::uint32_t attempts(std::uint64_t w) noexcept {
+  return static_cast<std::uint32_t>((w & kAttemptMask) >> kAttemptShift);
+}
+constexpr std::uint64_t with_state(std::uint64_t w, TaskState s) noexcept {
+  return (w & ~kStateMask) | static_cast<std::uint64_t>(s);
+}
+constexpr std::uint64_t make_free(std::uint32_t generation) noexcept {
+  return std::uint64_t{generation} << 32;
+}
+// The generation after `g`, skipping 0 so that a task id is never 0.
+constexpr std::uint32_t next_generation(std::uint32_t g) noexcept { return g + 1 == 0 ? 1 : g + 1; }
+}  // namespace sw
+
+inline constexpr std::uint32_t kInlineBytes = 56;
+inline constexpr std::uint32_t kNoBlock = 0xFFFFFFFFu;
+
+struct alignas(kCacheLineSize) TaskSlot {
+  std::atomic<std::uint64_t> state;    // 0: the state word above
+  std::atomic<std::uint32_t> done_seq; // 8: futex word, bumped on every terminal transition
+  std::atomic<std::uint32_t> waiters;  // 12: producers parked on done_seq
+  std::atomic<std::uint32_t> next_free;// 16: free-stack link, valid while free
+  std::uint16_t queue;                 // 20: queue index
+  std::uint8_t priority;               // 22: Priority
+  std::uint8_t name_len;               // 23: bytes of `name` used
+  std::uint32_t payload_len;           // 24
+  std::uint32_t payload_block;         // 28: arena unit, or kNoBlock when inline
+  std::uint32_t result_len;            // 32
+  std::uint32_t result_block;          // 36: arena unit, or kNoBlock when inline
+  std::uint32_t submitter_pid;         // 40
+  std::uint32_t reserved0;             // 44
+  std::int64_t submit_ns;              // 48: CLOCK_MONOTONIC
+  std::int64_t start_ns;               // 56
+  std::int64_t finish_ns;              // 64
+  std::uint64_t reserved1[3];          // 72: room for run-at, deadline, retry policy
+  char name[kMaxTaskNameLength + 1];   // 96: task name (not NUL-terminated: name_len)
+  std::uint8_t inline_payload[kInlineBytes];  // 144
+  std::uint8_t inline_result[kInlineBytes];   // 200
+};
+static_assert(sizeof(TaskSlot) == 256);
+static_assert(offsetof(TaskSlot, next_free) == 16);
+static_assert(offsetof(TaskSlot, name) == 96);
+static_assert(offsetof(TaskSlot, inline_payload) == 144);
+static_assert(offsetof(TaskSlot, inline_result) == 200);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+// ---- Worker registry -------------------------------------------------------
+struct QueueCounters {
+  std::uint64_t claimed;
+  std::uint64_t succeeded;
+  std::uint64_t failed;
+  std::uint64_t cancelled;
+};
+
+struct alignas(kFalseSharingRange) WorkerEntry {
+  // Written by the worker that owns the entry (single writer); read by anyone.
+  std::atomic<std::uint32_t> state;      // WorkerState; kFree entries are claimable
+  std::atomic<std::uint32_t> pid;
+  std::atomic<std::int32_t> cpu;         // -1: not pinned
+  std::atomic<std::uint32_t> reserved0;
+  std::atomic<std::uint64_t> queue_mask; // bit q: serves queue q
+  std::atomic<std::int64_t> heartbeat_ns;// CLOCK_MONOTONIC of the last loop turn
+  std::atomic<std::int64_t> started_ns;
+  std::atomic<std::uint64_t> stolen;     // tasks taken from other deques
+  std::atomic<std::uint64_t> parks;      // times parked on the futex
+  std::atomic<std::uint32_t> current_slot; // slot being run, or kNilIndex
+  std::uint8_t reserved1[kFalseSharingRange - 60];
+  // Per-queue counters, one writer each (relaxed load + store, no RMW).
+  std::atomic<std::uint64_t> counters[kMaxQueues][4];
+};
+static_assert(sizeof(WorkerEntry) == kFalseSharingRange + kMaxQueues * 32);
+inline constexpr int kCounterClaimed = 0, kCounterSucceeded = 1, kCounterFailed = 2, kCounterCancelled = 3;
+
+}  // namespace taskring::detail

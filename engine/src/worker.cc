@@ -1,0 +1,509 @@
+// The worker's claim loop (docs/architecture.md "Claiming"):
+//   1. take from the worker's own deque;
+//   2. else claim a batch from the queue rings, highest priority first with
+//      the anti-starvation rule, keep the first task and put the rest in the
+//      deque where idle workers can steal them;
+//   3. else steal half of another worker's deque;
+//   4. else spin, yield, and park on the segment's work futex.
+#include "taskring/worker.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+
+#include "engine_internal.h"
+#include "taskring/ipc/futex.h"
+#include "taskring/status.h"
+
+namespace taskring {
+namespace detail {
+namespace {
+
+// Every kStarvationInterval-th claim round starts at a lower level, rotating
+// over high, normal and low, so every non-empty level gets at least
+// 1 / (3 * kStarvationInterval) of the claim rounds however busy the levels
+// above it are.
+constexpr std::uint32_t kStarvationInterval = 8;
+constexpr std::uint32_t kMaxBatch = 1024;
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+bool pid_alive(std::uint32_t pid) { return pid != 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+
+// Single-writer counter bump: no RMW needed, readers tolerate a stale value.
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+class WorkerImpl {
+ public:
+  WorkerImpl(std::unique_ptr<Engine> engine, WorkerOptions options, std::uint32_t index, std::uint64_t mask)
+      : engine_(std::move(engine)), options_(std::move(options)), index_(index), mask_(mask) {
+    for (std::uint32_t q = 0; q < engine_->queue_count(); ++q) {
+      if ((mask_ >> q) & 1) queues_.push_back(q);
+    }
+    ctx_.worker_ = this;
+  }
+  ~WorkerImpl() { unregister(); }
+
+  Status add_handler(std::string_view task, Handler h) {
+    if (task.empty() || task.size() > kMaxTaskNameLength) {
+      return invalid_argument("task name '" + std::string(task) + "': must be 1 to " +
+                              std::to_string(kMaxTaskNameLength) + " bytes");
+    }
+    if (!h) return invalid_argument("handler for task '" + std::string(task) + "': empty function");
+    if (!handlers_.emplace(std::string(task), std::move(h)).second) {
+      return already_exists("a handler for task '" + std::string(task) + "' is already registered");
+    }
+    return Status::ok();
+  }
+
+  Status run(std::uint64_t limit);
+  void stop() noexcept {
+    // Relaxed: a flag polled by run(); the futex wake below is what makes a
+    // parked worker look at it.
+    stop_.store(true, std::memory_order_relaxed);
+    ConfigBlock& c = engine_->control();
+    c.work_seq.fetch_add(1, std::memory_order_release);
+    ipc::futex_wake(c.work_seq, INT_MAX);
+  }
+  WorkerStats stats() const noexcept;
+  std::uint32_t index() const noexcept { return index_; }
+  WorkerEntry& entry() const noexcept { return engine_->worker(index_); }
+  const Engine& engine() const noexcept { return *engine_; }
+
+ private:
+  std::size_t claim(std::uint32_t* buf);
+  std::size_t steal(std::uint32_t* buf);
+  bool has_work_approx() const noexcept;
+  void park();
+  // Runs the task in slot `index` if it is still pending; returns true if a
+  // handler ran.
+  bool execute(std::uint32_t index);
+  void complete(std::uint32_t index, TaskSlot& s, std::uint64_t running_word);
+  void set_state(WorkerState s) noexcept { entry().state.store(static_cast<std::uint32_t>(s), std::memory_order_relaxed); }
+  void heartbeat(std::int64_t now) noexcept { entry().heartbeat_ns.store(now, std::memory_order_relaxed); }
+  void unregister() noexcept;
+
+  std::unique_ptr<Engine> engine_;
+  WorkerOptions options_;
+  std::uint32_t index_;
+  std::uint64_t mask_;
+  std::vector<std::uint32_t> queues_;
+  std::unordered_map<std::string, Handler, StringHash, std::equal_to<>> handlers_;
+  std::atomic<bool> stop_{false};
+  std::uint32_t round_ = 0;
+  std::uint32_t queue_cursor_ = 0;
+  std::uint32_t victim_cursor_ = 0;
+  std::uint64_t processed_ = 0;
+  TaskContext ctx_;
+  friend class taskring::TaskContext;
+};
+
+WorkerStats WorkerImpl::stats() const noexcept {
+  WorkerStats st;
+  const WorkerEntry& e = entry();
+  st.index = static_cast<int>(index_);
+  for (std::uint32_t q = 0; q < engine_->queue_count(); ++q) {
+    // Relaxed: racy reads of single-writer counters.
+    st.claimed += e.counters[q][kCounterClaimed].load(std::memory_order_relaxed);
+    st.succeeded += e.counters[q][kCounterSucceeded].load(std::memory_order_relaxed);
+    st.failed += e.counters[q][kCounterFailed].load(std::memory_order_relaxed);
+    st.cancelled += e.counters[q][kCounterCancelled].load(std::memory_order_relaxed);
+  }
+  st.stolen = e.stolen.load(std::memory_order_relaxed);
+  st.parks = e.parks.load(std::memory_order_relaxed);
+  return st;
+}
+
+std::size_t WorkerImpl::claim(std::uint32_t* buf) {
+  static constexpr int kNormalOrder[kPriorityCount] = {0, 1, 2, 3};
+  int order[kPriorityCount];
+  std::copy(std::begin(kNormalOrder), std::end(kNormalOrder), order);
+  ++round_;
+  if (round_ % kStarvationInterval == 0) {
+    // Anti-starvation round: start at high, normal or low in turn.
+    const int first = 1 + static_cast<int>((round_ / kStarvationInterval) % 3);
+    int k = 0;
+    order[k++] = first;
+    for (int p = 0; p < kPriorityCount; ++p) {
+      if (p != first) order[k++] = p;
+    }
+  }
+  const std::size_t nq = queues_.size();
+  const std::uint32_t start = queue_cursor_++;
+  for (int p : order) {
+    for (std::size_t i = 0; i < nq; ++i) {
+      const std::uint32_t q = queues_[(start + i) % nq];
+      const std::size_t n = engine_->ring(q, static_cast<Priority>(p)).try_pop_batch(buf, options_.claim_batch);
+      if (n > 0) {
+        engine_->notify_space();
+        return n;
+      }
+    }
+  }
+  return 0;
+}
+
+std::size_t WorkerImpl::steal(std::uint32_t* buf) {
+  const std::uint32_t n = engine_->max_workers();
+  const std::uint32_t start = victim_cursor_++;
+  for (std::uint32_t k = 0; k < n; ++k) {
+    const std::uint32_t v = (start + k) % n;
+    if (v == index_) continue;
+    WorkerEntry& e = engine_->worker(v);
+    // Only steal from a worker whose queues are all ours, so that we never
+    // run a task of a queue we do not serve. Relaxed: the mask is informative;
+    // a stale one can at worst skip a victim this round.
+    const std::uint64_t vmask = e.queue_mask.load(std::memory_order_relaxed);
+    if ((vmask & ~mask_) != 0) continue;
+    ipc::Ring d = engine_->deque(v);
+    const std::uint64_t size = d.size_approx();
+    if (size == 0) continue;
+    const std::size_t take = std::min<std::size_t>(std::max<std::uint64_t>(1, (size + 1) / 2), options_.claim_batch);
+    const std::size_t got = d.try_pop_batch(buf, take);
+    if (got > 0) {
+      bump(entry().stolen, got);
+      return got;
+    }
+  }
+  return 0;
+}
+
+bool WorkerImpl::has_work_approx() const noexcept {
+  for (std::uint32_t q : queues_) {
+    for (int p = 0; p < kPriorityCount; ++p) {
+      if (engine_->ring(q, static_cast<Priority>(p)).nonempty_approx()) return true;
+    }
+  }
+  if (!options_.steal) return false;
+  for (std::uint32_t v = 0; v < engine_->max_workers(); ++v) {
+    if (v == index_) continue;
+    const std::uint64_t vmask = engine_->worker(v).queue_mask.load(std::memory_order_relaxed);  // as in steal
+    if ((vmask & ~mask_) == 0 && engine_->deque(v).nonempty_approx()) return true;
+  }
+  return false;
+}
+
+void WorkerImpl::park() {
+  ConfigBlock& c = engine_->control();
+  // Acquire: a bump we miss makes futex_wait return at once.
+  const std::uint32_t seq = c.work_seq.load(std::memory_order_acquire);
+  set_state(WorkerState::kParked);
+  // [S2] seq_cst: announce, then re-check every ring (seq_cst loads in
+  // Ring::nonempty_approx); pairs with [S1] in notify_work.
+  c.parked_workers.fetch_add(1, std::memory_order_seq_cst);
+  if (!has_work_approx() && !stop_.load(std::memory_order_relaxed) && !engine_->closing()) {
+    bump(entry().parks);
+    ipc::futex_wait(c.work_seq, seq, options_.park_timeout_ns);
+  }
+  c.parked_workers.fetch_sub(1, std::memory_order_seq_cst);
+  set_state(WorkerState::kIdle);
+  heartbeat(ipc::monotonic_ns());
+}
+
+bool WorkerImpl::execute(std::uint32_t index) {
+  if (index >= engine_->slot_count()) return false;  // a corrupt ring value: never dereferenced
+  TaskSlot& s = engine_->slot(index);
+  // [A4] acquire: pairs with [R3] (submit) through the state word; the ring
+  // pop ([A1]) already ordered the fields, this keeps the claim self-contained.
+  std::uint64_t w = s.state.load(std::memory_order_acquire);
+  const std::uint32_t q = s.queue < engine_->queue_count() ? s.queue : 0;
+  WorkerEntry& me = entry();
+  for (;;) {
+    const TaskState st = sw::state(w);
+    if ((w & sw::kQueued) == 0) return false;  // not named by a ring: a stale or corrupt value
+    if (st == TaskState::kPending) {
+      const std::uint32_t attempts = std::min<std::uint32_t>(sw::attempts(w) + 1, 255);
+      std::uint64_t next = (w & ~(sw::kQueued | sw::kOwnerMask | sw::kAttemptMask | sw::kStateMask)) |
+                           static_cast<std::uint64_t>(TaskState::kRunning) |
+                           (std::uint64_t{index_ + 1} << sw::kOwnerShift) |
+                           (std::uint64_t{attempts} << sw::kAttemptShift);
+      // [A5] acq_rel (seq_cst): the claim. Exactly one of this CAS and a
+      // cancel's CAS ([R4]) on the same word succeeds.
+      if (s.state.compare_exchange_weak(w, next, std::memory_order_seq_cst, std::memory_order_acquire)) {
+        w = next;
+        break;
+      }
+      continue;
+    }
+    // Cancelled while queued: drop the ring's reference; free the slot if
+    // its producer has released it.
+    if ((w & sw::kReleased) != 0 && is_terminal(st)) {
+      if (engine_->free_slot(index, w)) return false;
+    } else if (s.state.compare_exchange_weak(w, w & ~sw::kQueued, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+      return false;
+    }
+  }
+  bump(me.counters[q][kCounterClaimed]);
+  me.current_slot.store(index, std::memory_order_relaxed);  // informative
+  const std::int64_t start = ipc::monotonic_ns();
+  s.start_ns = start;
+  heartbeat(start);
+
+  ctx_.id_ = TaskId::make(index, sw::generation(w));
+  ctx_.task_name_ = std::string_view(s.name, std::min<std::size_t>(s.name_len, kMaxTaskNameLength));
+  ctx_.priority_ = static_cast<Priority>(s.priority & 3);
+  ctx_.attempt_ = sw::attempts(w);
+  ctx_.state_ = &s.state;
+  ctx_.failed_ = false;
+  ctx_.result_.clear();
+  std::string_view payload;
+  if (!engine_->read_bytes(s, false, payload)) {
+    ctx_.fail("payload of task " + to_string(ctx_.id_) + " is corrupt (bad length or block)");
+  } else {
+    ctx_.payload_ = payload;
+    auto it = handlers_.find(ctx_.task_name_);
+    if (it == handlers_.end()) {
+      ctx_.fail("no handler for task '" + std::string(ctx_.task_name_) + "' in worker " + std::to_string(index_) +
+                " (pid " + std::to_string(getpid()) + ")");
+    } else {
+      try {
+        it->second(ctx_);
+      } catch (const std::exception& ex) {
+        ctx_.fail(ex.what());
+      } catch (...) {
+        ctx_.fail("handler threw a non-std::exception");
+      }
+    }
+  }
+  complete(index, s, w);
+  me.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);  // informative
+  return true;
+}
+
+void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
+  const std::uint32_t q = s.queue < engine_->queue_count() ? s.queue : 0;
+  // Relaxed: only to see the cancel flag; the CAS below re-validates the word.
+  const bool cancel_seen = (s.state.load(std::memory_order_relaxed) & sw::kCancelReq) != 0;
+  TaskState outcome = ctx_.failed_ ? TaskState::kFailed
+                      : (cancel_seen && ctx_.result_.empty()) ? TaskState::kCancelled
+                                                              : TaskState::kSucceeded;
+  std::string_view value = ctx_.result_;
+  std::string err;
+  if (value.size() > engine_->config().max_payload) {
+    err = "result of " + std::to_string(value.size()) + " bytes exceeds max_payload " +
+          std::to_string(engine_->config().max_payload);
+    outcome = TaskState::kFailed;
+    value = err;
+  }
+  auto r = engine_->store_bytes(s, true, value);
+  if (r != ipc::Arena::AllocResult::kOk) {
+    err = "no room in the payload area for a result of " + std::to_string(value.size()) + " bytes";
+    outcome = TaskState::kFailed;
+    r = engine_->store_bytes(s, true, std::string_view(err).substr(0, kInlineBytes));
+    TASKRING_ASSERT(r == ipc::Arena::AllocResult::kOk);
+  }
+  s.finish_ns = ipc::monotonic_ns();
+  for (;;) {
+    if (sw::state(w) != TaskState::kRunning || sw::owner(w) != static_cast<int>(index_)) {
+      // Someone else owns the outcome now (recovery re-queued the task):
+      // the completion is recorded once, by the current owner.
+      return;
+    }
+    if ((w & sw::kReleased) != 0) {
+      // Nobody will read it: free the slot directly.
+      if (engine_->free_slot(index, w)) break;
+      continue;
+    }
+    const std::uint64_t next = sw::with_state(w, outcome) & ~sw::kOwnerMask;
+    // [R4] seq_cst: publishes the result and finish time to the reader's
+    // acquire ([A3]); ordered before notify_done's waiter check ([S5]).
+    if (s.state.compare_exchange_weak(w, next, std::memory_order_seq_cst, std::memory_order_acquire)) {
+      engine_->notify_done(s);
+      break;
+    }
+  }
+  WorkerEntry& me = entry();
+  const int counter = outcome == TaskState::kSucceeded ? kCounterSucceeded
+                      : outcome == TaskState::kFailed  ? kCounterFailed
+                                                       : kCounterCancelled;
+  bump(me.counters[q][counter]);
+  heartbeat(s.finish_ns);
+}
+
+Status WorkerImpl::run(std::uint64_t limit) {
+  if (options_.cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(options_.cpu, &set);
+    const int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (rc != 0) {
+      return internal_error("pinning to cpu " + std::to_string(options_.cpu) + " failed: " + std::strerror(rc));
+    }
+    entry().cpu.store(options_.cpu, std::memory_order_relaxed);  // informative
+  }
+  ipc::Ring own = engine_->deque(index_);
+  std::uint32_t buf[kMaxBatch];
+  std::uint32_t idle_rounds = 0;
+  const std::uint64_t target = limit == 0 ? UINT64_MAX : processed_ + limit;
+  set_state(WorkerState::kIdle);
+  while (processed_ < target) {
+    if (stop_.load(std::memory_order_relaxed) || engine_->closing()) break;  // relaxed: a polled flag
+    std::uint32_t index = 0;
+    std::size_t n = 0;
+    if (own.try_pop(index)) {
+      n = 1;
+    } else if ((n = claim(buf)) > 0 || (options_.steal && (n = steal(buf)) > 0)) {
+      index = buf[0];
+      if (n > 1) {
+        // Keep the rest where idle workers can steal them; the deque is empty
+        // and at least claim_batch long, so everything fits.
+        const std::size_t kept = own.try_push_batch(buf + 1, n - 1);
+        TASKRING_ASSERT(kept == n - 1);
+        engine_->notify_work(1);
+      }
+    }
+    if (n == 0) {
+      if (++idle_rounds <= options_.spin_rounds) {
+        ipc::Backoff(1, 0).pause();
+      } else if (idle_rounds <= options_.spin_rounds + 16) {
+        sched_yield();
+      } else {
+        park();
+        idle_rounds = 0;
+      }
+      continue;
+    }
+    idle_rounds = 0;
+    set_state(WorkerState::kBusy);
+    if (execute(index)) ++processed_;
+  }
+  set_state(WorkerState::kIdle);
+  return Status::ok();
+}
+
+void WorkerImpl::unregister() noexcept {
+  // Hand back what we claimed but did not run: into its queue ring if there
+  // is room, else it stays in our deque, where other workers steal it.
+  ipc::Ring own = engine_->deque(index_);
+  std::uint32_t index = 0;
+  while (own.try_pop(index)) {
+    bool back = false;
+    if (index < engine_->slot_count()) {
+      const TaskSlot& s = engine_->slot(index);
+      const std::uint32_t q = s.queue < engine_->queue_count() ? s.queue : 0;
+      back = engine_->ring(q, static_cast<Priority>(s.priority & 3)).try_push(index);
+    }
+    if (!back) {
+      const bool kept = own.try_push(index);
+      (void)kept;
+      break;
+    }
+    engine_->notify_work(1);
+  }
+  WorkerEntry& e = entry();
+  e.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
+  // Release: our last counter stores happen before the entry is reused.
+  e.state.store(static_cast<std::uint32_t>(own.nonempty_approx() ? WorkerState::kStopped : WorkerState::kFree),
+                std::memory_order_release);
+}
+
+}  // namespace detail
+
+// ---- TaskContext -------------------------------------------------------------
+bool TaskContext::cancel_requested() const noexcept {
+  // Relaxed: a poll; the flag is set by a CAS and seen eventually.
+  return state_ != nullptr && (state_->load(std::memory_order_relaxed) & detail::sw::kCancelReq) != 0;
+}
+void TaskContext::set_result(std::string_view bytes) {
+  result_.assign(bytes);
+  failed_ = false;
+}
+void TaskContext::fail(std::string_view message) {
+  result_.assign(message);
+  failed_ = true;
+}
+
+// ---- Worker ------------------------------------------------------------------
+Worker::Worker(std::unique_ptr<detail::WorkerImpl> impl) : impl_(std::move(impl)) {}
+Worker::~Worker() = default;
+
+Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const WorkerOptions& options) {
+  auto engine = detail::Engine::attach(segment, ipc::Access::kReadWrite);
+  if (!engine) return engine.status();
+  detail::Engine& e = **engine;
+  std::uint64_t mask = 0;
+  if (options.queues.empty()) {
+    mask = e.queue_count() == 64 ? ~0ull : (1ull << e.queue_count()) - 1;
+  } else {
+    for (const std::string& q : options.queues) {
+      const int i = q.empty() ? -1 : e.find_queue(q);
+      if (i < 0) {
+        std::string names;
+        for (const std::string& n : e.config().queues) names += (names.empty() ? "" : ", ") + n;
+        return invalid_argument("queue '" + q + "': not in segment '" + std::string(segment) +
+                                "', whose queues are: " + names);
+      }
+      mask |= 1ull << i;
+    }
+  }
+  const long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+  if (options.cpu < -1 || options.cpu >= ncpu) {
+    return invalid_argument("cpu " + std::to_string(options.cpu) + ": must be -1 (no pinning) or 0.." +
+                            std::to_string(ncpu - 1));
+  }
+  const std::uint32_t max_batch = std::min<std::uint32_t>(e.config().deque_capacity, detail::kMaxBatch);
+  if (options.claim_batch < 1 || options.claim_batch > max_batch) {
+    return invalid_argument("claim_batch " + std::to_string(options.claim_batch) + ": must be between 1 and " +
+                            std::to_string(max_batch) + " (the deque capacity)");
+  }
+  if (options.park_timeout_ns <= 0) {
+    return invalid_argument("park_timeout_ns " + std::to_string(options.park_timeout_ns) + ": must be positive");
+  }
+  // Take a registry entry: a free one, or one whose process died and whose
+  // deque is empty (a non-empty one is left for others to steal from).
+  for (std::uint32_t i = 0; i < e.max_workers(); ++i) {
+    detail::WorkerEntry& w = e.worker(i);
+    // Acquire: pairs with the release store in unregister, so the previous
+    // owner's counter stores are visible before we continue from them.
+    std::uint32_t st = w.state.load(std::memory_order_acquire);
+    const bool free = st == static_cast<std::uint32_t>(WorkerState::kFree);
+    const bool dead = !free && !detail::pid_alive(w.pid.load(std::memory_order_relaxed)) &&
+                      !e.deque(i).nonempty_approx();
+    if (!free && !dead) continue;
+    // acq_rel: exactly one process takes the entry.
+    if (!w.state.compare_exchange_strong(st, static_cast<std::uint32_t>(WorkerState::kStarting),
+                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      continue;
+    }
+    // Relaxed stores: informative fields of our own entry.
+    w.pid.store(static_cast<std::uint32_t>(getpid()), std::memory_order_relaxed);
+    w.cpu.store(-1, std::memory_order_relaxed);
+    w.queue_mask.store(mask, std::memory_order_relaxed);
+    const std::int64_t now = ipc::monotonic_ns();
+    w.started_ns.store(now, std::memory_order_relaxed);
+    w.heartbeat_ns.store(now, std::memory_order_relaxed);
+    w.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
+    w.state.store(static_cast<std::uint32_t>(WorkerState::kIdle), std::memory_order_relaxed);
+    auto impl = std::make_unique<detail::WorkerImpl>(std::move(engine).value(), options, i, mask);
+    return std::unique_ptr<Worker>(new Worker(std::move(impl)));
+  }
+  return resource_exhausted("worker registry of segment '" + std::string(segment) + "' is full: all " +
+                            std::to_string(e.max_workers()) + " entries are in use (init with more --max-workers)");
+}
+
+Status Worker::register_handler(std::string_view task, Handler handler) {
+  return impl_->add_handler(task, std::move(handler));
+}
+Status Worker::run() { return impl_->run(0); }
+Status Worker::run_tasks(std::uint64_t n) { return n == 0 ? Status::ok() : impl_->run(n); }
+void Worker::stop() noexcept { impl_->stop(); }
+int Worker::index() const noexcept { return static_cast<int>(impl_->index()); }
+WorkerStats Worker::stats() const noexcept { return impl_->stats(); }
+
+}  // namespace taskring

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds taskring three ways and runs the tests of each:
+#   1. RelWithDebInfo: every test (unit, multi-process, stress, CLI);
+#   2. ASan + UBSan: every test;
+#   3. TSan: the tests labelled `concurrency` (threads over one mapping;
+#      forking tests are left out because TSan does not follow fork).
+# Usage: scripts/test.sh [--quick]   (--quick: only the first build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+scripts/bootstrap.sh
+
+jobs=$(nproc)
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+
+build() {  # build DIR [cmake args...]
+  local dir=$1; shift
+  cmake -S "$root" -B "$dir" -G Ninja -DTASKRING_BUILD_TESTS=ON -DTASKRING_BUILD_TOOLS=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+run_ctest() {  # run_ctest DIR [ctest args...]
+  local dir=$1; shift
+  ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$jobs" "$@"
+}
+
+echo "== build 1/3: RelWithDebInfo"
+build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_ctest build/release
+((quick)) && exit 0
+
+echo "== build 2/3: ASan + UBSan"
+build build/asan -DCMAKE_BUILD_TYPE=Debug "-DTASKRING_SANITIZE=address;undefined"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_ctest build/asan
+
+echo "== build 3/3: TSan (concurrency tests)"
+build build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTASKRING_SANITIZE=thread -DTASKRING_BUILD_TOOLS=OFF
+# TSan of gcc 12 cannot map its shadow with the kernel's full ASLR entropy;
+# setarch -R runs the tests without address randomisation.
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  setarch "$(uname -m)" -R ctest --test-dir build/tsan --output-on-failure --no-tests=error -j "$jobs" -L concurrency
+echo "== all test builds passed"

@@ -1,0 +1,291 @@
+#include "common.h"
+
+#include <time.h>
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <utility>
+
+namespace taskring::cli {
+
+int exit_status_for(const Status& status) {
+  if (status.is_ok()) return kExitOk;
+  return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+}
+
+void print_error(std::string_view context, std::string_view message, std::string_view hint) {
+  std::string line = "error: ";
+  if (!context.empty()) {
+    line.append(context);
+    line.append(": ");
+  }
+  line.append(message);
+  line.push_back('\n');
+  if (!hint.empty()) {
+    line.append("hint: ");
+    line.append(hint);
+    line.push_back('\n');
+  }
+  std::fputs(line.c_str(), stderr);
+}
+
+int report(const Status& status, std::string_view context, std::string_view hint) {
+  print_error(context, status.message(), hint);
+  return exit_status_for(status);
+}
+
+namespace {
+
+std::string quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+bool all_digits(std::string_view text) {
+  if (text.empty()) return false;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+// Parses a non-empty run of decimal digits; false on overflow.
+bool parse_digits(std::string_view digits, std::uint64_t& out) {
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out, 10);
+  return ec == std::errc() && end == digits.data() + digits.size();
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+Result<std::uint64_t> parse_unsigned(std::string_view text, std::uint64_t min, std::uint64_t max) {
+  const std::string accepted =
+      "must be a whole decimal number between " + std::to_string(min) + " and " + std::to_string(max);
+  std::uint64_t v = 0;
+  if (!all_digits(text) || !parse_digits(text, v) || v < min || v > max) {
+    return invalid_argument(quoted(text) + ": " + accepted);
+  }
+  return v;
+}
+
+Result<std::uint64_t> parse_byte_size(std::string_view text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const std::string suffix = lower(text.substr(digits));
+  std::uint64_t unit = 0;
+  if (suffix.empty()) {
+    unit = 1;
+  } else if (suffix == "k" || suffix == "kib") {
+    unit = std::uint64_t{1} << 10;
+  } else if (suffix == "m" || suffix == "mib") {
+    unit = std::uint64_t{1} << 20;
+  } else if (suffix == "g" || suffix == "gib") {
+    unit = std::uint64_t{1} << 30;
+  }
+  if (digits == 0 || unit == 0) {
+    return invalid_argument(quoted(text) +
+                            ": must be a byte count: a whole number, optionally followed by K, M or G "
+                            "(KiB, MiB, GiB), e.g. 65536 or 64K");
+  }
+  std::uint64_t v = 0;
+  if (!parse_digits(text.substr(0, digits), v) || v > std::numeric_limits<std::uint64_t>::max() / unit) {
+    return invalid_argument(quoted(text) + ": too large (the limit is 2^64 - 1 bytes)");
+  }
+  return v * unit;
+}
+
+Result<std::int64_t> parse_seconds(std::string_view text) {
+  constexpr double kMaxSeconds = 1e9;
+  const auto bad = [&] {
+    return invalid_argument(quoted(text) +
+                            ": must be a non-negative decimal number of seconds, at most 1e9 (e.g. 0.5 or 30)");
+  };
+  // Only digits with at most one '.': no sign, exponent, inf or nan.
+  int dots = 0;
+  bool digit = false;
+  for (char c : text) {
+    if (c == '.') {
+      ++dots;
+    } else if (c >= '0' && c <= '9') {
+      digit = true;
+    } else {
+      return bad();
+    }
+  }
+  if (!digit || dots > 1) return bad();
+  double v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, std::chars_format::fixed);
+  if (ec != std::errc() || end != text.data() + text.size() || !(v <= kMaxSeconds)) return bad();
+  return static_cast<std::int64_t>(std::llround(v * 1e9));
+}
+
+Result<std::uint64_t> parse_octal_mode(std::string_view text) {
+  bool ok = !text.empty() && text.size() <= 4;
+  for (char c : text) ok = ok && c >= '0' && c <= '7';
+  if (!ok) return invalid_argument(quoted(text) + ": must be an octal file mode such as 0600 or 0660");
+  std::uint64_t v = 0;
+  std::from_chars(text.data(), text.data() + text.size(), v, 8);
+  return v;
+}
+
+CLI::Option* add_parsed_option(CLI::App* app, const std::string& names, const std::string& flag,
+                               std::function<Status(std::string_view)> parse,
+                               const std::string& description, const std::string& type_name,
+                               const std::string& default_text) {
+  CLI::Option* opt = app->add_option_function<std::string>(
+      names,
+      [flag, parse = std::move(parse)](const std::string& text) {
+        const Status s = parse(text);
+        if (!s.is_ok()) throw CLI::ValidationError(flag, s.message());
+      },
+      description);
+  opt->type_name(type_name);
+  if (!default_text.empty()) opt->default_str(default_text);
+  return opt;
+}
+
+namespace {
+
+// The long name ("--slots") out of a CLI11 name list such as "-n,--slots".
+std::string long_flag(const std::string& names) {
+  const std::size_t at = names.find("--");
+  if (at == std::string::npos) return names;
+  return names.substr(at, names.find(',', at) - at);
+}
+
+template <typename T>
+CLI::Option* add_unsigned_impl(CLI::App* app, const std::string& names, T& target, std::uint64_t min,
+                               std::uint64_t max, const std::string& description) {
+  const std::string flag = long_flag(names);
+  return add_parsed_option(
+      app, names, flag,
+      [&target, min, max](std::string_view text) -> Status {
+        auto v = parse_unsigned(text, min, max);
+        if (!v) return v.status();
+        target = static_cast<T>(*v);
+        return Status::ok();
+      },
+      description, "N", std::to_string(target));
+}
+
+}  // namespace
+
+CLI::Option* add_unsigned_option(CLI::App* app, const std::string& names, std::uint32_t& target,
+                                 std::uint64_t min, std::uint64_t max, const std::string& description) {
+  TASKRING_ASSERT(max <= std::numeric_limits<std::uint32_t>::max());
+  return add_unsigned_impl(app, names, target, min, max, description);
+}
+
+CLI::Option* add_unsigned_option(CLI::App* app, const std::string& names, std::uint64_t& target,
+                                 std::uint64_t min, std::uint64_t max, const std::string& description) {
+  return add_unsigned_impl(app, names, target, min, max, description);
+}
+
+CLI::Option* add_byte_size_option(CLI::App* app, const std::string& names, std::uint64_t& target,
+                                  std::uint64_t max, const std::string& description) {
+  return add_parsed_option(
+      app, names, long_flag(names),
+      [&target, max](std::string_view text) -> Status {
+        auto v = parse_byte_size(text);
+        if (!v) return v.status();
+        if (*v > max) {
+          return invalid_argument("'" + std::string(text) + "' (" + std::to_string(*v) +
+                                  " bytes): must be at most " + std::to_string(max) + " bytes");
+        }
+        target = *v;
+        return Status::ok();
+      },
+      description, "BYTES", format_bytes(target));
+}
+
+CLI::Option* add_segment_option(CLI::App* app, std::string& target) {
+  return app
+      ->add_option("-s,--segment", target,
+                   "Name of the shared-memory segment (A-Z a-z 0-9 . _ -; also $TASKRING_SEGMENT)")
+      ->type_name("NAME")
+      ->envname("TASKRING_SEGMENT")
+      ->required();
+}
+
+std::string format_bytes(std::uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int unit = 0;
+  std::uint64_t whole = bytes;
+  while (whole >= 1024 && unit < 4) {
+    whole /= 1024;
+    ++unit;
+  }
+  if (unit == 0) return std::to_string(bytes) + " B";
+  const double scaled = static_cast<double>(bytes) / static_cast<double>(std::uint64_t{1} << (10 * unit));
+  char buf[32];
+  if (scaled == std::floor(scaled)) {
+    std::snprintf(buf, sizeof buf, "%.0f %s", scaled, kUnits[unit]);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f %s", scaled, kUnits[unit]);
+  }
+  return buf;
+}
+
+std::string format_duration_ns(std::int64_t ns) {
+  char buf[48];
+  const char* sign = ns < 0 ? "-" : "";
+  const double v = std::fabs(static_cast<double>(ns));
+  if (v < 1e3) {
+    std::snprintf(buf, sizeof buf, "%s%.0f ns", sign, v);
+  } else if (v < 1e6) {
+    std::snprintf(buf, sizeof buf, "%s%.1f us", sign, v / 1e3);
+  } else if (v < 1e9) {
+    std::snprintf(buf, sizeof buf, "%s%.2f ms", sign, v / 1e6);
+  } else if (v < 60e9) {
+    std::snprintf(buf, sizeof buf, "%s%.3f s", sign, v / 1e9);
+  } else if (v < 3600e9) {
+    const auto s = static_cast<long long>(v / 1e9);
+    std::snprintf(buf, sizeof buf, "%s%lldm%02llds", sign, s / 60, s % 60);
+  } else {
+    const auto m = static_cast<long long>(v / 60e9);
+    std::snprintf(buf, sizeof buf, "%s%lldh%02lldm", sign, m / 60, m % 60);
+  }
+  return buf;
+}
+
+std::string escape_value(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\x";
+          out.push_back(kHex[c >> 4]);
+          out.push_back(kHex[c & 0xf]);
+        } else {
+          out.push_back(ch);
+        }
+    }
+  }
+  return out;
+}
+
+namespace {
+std::int64_t now_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
+std::int64_t monotonic_now_ns() { return now_ns(CLOCK_MONOTONIC); }
+std::int64_t realtime_now_ns() { return now_ns(CLOCK_REALTIME); }
+
+}  // namespace taskring::cli

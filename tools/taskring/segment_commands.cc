@@ -1,0 +1,280 @@
+#include "segment_commands.h"
+
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "table.h"
+#include "taskring/admin.h"
+#include "taskring/options.h"
+#include "taskring/status.h"
+
+namespace taskring::cli {
+namespace {
+
+constexpr std::uint64_t kU32Max = std::numeric_limits<std::uint32_t>::max();
+
+struct InitOptions {
+  std::string segment;
+  EngineConfig config;
+  std::vector<std::string> queues;
+  std::uint64_t max_payload = EngineConfig{}.max_payload;
+  std::uint64_t payload_area = EngineConfig{}.payload_area;
+  std::uint64_t mode = EngineConfig{}.mode;
+  bool force = false;
+};
+
+// EngineConfig::validate names the field ("ring_capacity 3: ..."); say which
+// flag sets it too. Falls back to no flag for a message we do not recognise.
+std::string flag_for_config_error(const std::string& message) {
+  static constexpr std::pair<const char*, const char*> kFields[] = {
+      {"slots", "--slots"},
+      {"queues", "--queues"},
+      {"queue name", "--queues"},
+      {"ring_capacity", "--ring-capacity"},
+      {"max_payload", "--max-payload"},
+      {"payload_area", "--payload-area"},
+      {"max_workers", "--max-workers"},
+      {"deque_capacity", "--deque-capacity"},
+      {"mode", "--mode"},
+  };
+  for (const auto& [field, flag] : kFields) {
+    const std::string f = field;
+    if (message.compare(0, f.size(), f) == 0 && message.size() > f.size() &&
+        (message[f.size()] == ' ' || message[f.size()] == ':')) {
+      return flag;
+    }
+  }
+  return {};
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i != 0) out.append(sep);
+    out.append(items[i]);
+  }
+  return out;
+}
+
+std::string octal(unsigned mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0%o", mode);
+  return buf;
+}
+
+std::string describe_config(const EngineConfig& c) {
+  return "slots " + std::to_string(c.slots) + ", ring capacity " + std::to_string(c.ring_capacity) +
+         ", max payload " + format_bytes(c.max_payload) + ", payload area " + format_bytes(c.payload_area) +
+         ", max workers " + std::to_string(c.max_workers) + ", deque capacity " +
+         std::to_string(c.deque_capacity) + ", mode " + octal(c.mode);
+}
+
+int run_init(InitOptions& o) {
+  EngineConfig& c = o.config;
+  if (!o.queues.empty()) c.queues = o.queues;
+  c.max_payload = static_cast<std::uint32_t>(o.max_payload);  // bounded by the option's check
+  c.payload_area = o.payload_area;
+  c.mode = static_cast<unsigned>(o.mode);
+  if (const Status s = c.validate(); !s.is_ok()) {
+    return report(s, flag_for_config_error(s.message()), "run 'taskring init --help' for the defaults");
+  }
+  if (const Status s = create_segment(o.segment, c, o.force); !s.is_ok()) {
+    return report(s, "init");
+  }
+  std::string line = "created segment '" + o.segment + "'";
+  if (auto snap = read_snapshot(o.segment); snap.is_ok()) {
+    line += " (" + format_bytes(snap->size_bytes) + ")";
+  }
+  line += ": queues " + join(c.queues, ",") + "; " + describe_config(c) + "\n";
+  std::fputs(line.c_str(), stdout);
+  return kExitOk;
+}
+
+int run_destroy(const std::string& segment) {
+  if (const Status s = destroy_segment(segment); !s.is_ok()) return report(s, "destroy");
+  std::printf("destroyed segment '%s'\n", segment.c_str());
+  return kExitOk;
+}
+
+std::string cpu_text(int cpu) { return cpu < 0 ? "-" : std::to_string(cpu); }
+
+nlohmann::json snapshot_json(const SegmentSnapshot& s) {
+  using nlohmann::json;
+  const EngineConfig& c = s.config;
+  json tasks = json::object();
+  for (int i = 0; i < kTaskStateCount; ++i) {
+    tasks[std::string(state_name(static_cast<TaskState>(i)))] = s.tasks_by_state[i];
+  }
+  json queues = json::array();
+  for (const QueueSnapshot& q : s.queues) {
+    json depth = json::object();
+    for (int p = 0; p < kPriorityCount; ++p) {
+      depth[std::string(priority_name(static_cast<Priority>(p)))] = q.depth[p];
+    }
+    queues.push_back({{"name", q.name},
+                      {"depth", depth},
+                      {"submitted", q.submitted},
+                      {"claimed", q.claimed},
+                      {"succeeded", q.succeeded},
+                      {"failed", q.failed},
+                      {"cancelled", q.cancelled}});
+  }
+  json workers = json::array();
+  for (const WorkerSnapshot& w : s.workers) {
+    workers.push_back({{"index", w.index},
+                       {"pid", w.pid},
+                       {"cpu", w.cpu},
+                       {"state", std::string(worker_state_name(w.state))},
+                       {"alive", w.alive},
+                       {"heartbeat_age_ns", w.heartbeat_age_ns},
+                       {"deque_depth", w.deque_depth},
+                       {"queues", w.queues},
+                       {"claimed", w.claimed},
+                       {"succeeded", w.succeeded},
+                       {"failed", w.failed},
+                       {"cancelled", w.cancelled},
+                       {"stolen", w.stolen},
+                       {"parks", w.parks}});
+  }
+  return {{"segment", s.name},
+          {"layout_version", s.layout_version},
+          {"size_bytes", s.size_bytes},
+          {"creator_uid", s.creator_uid},
+          {"creator_pid", s.creator_pid},
+          {"created_unix_ns", s.created_unix_ns},
+          {"closing", s.closing},
+          {"config",
+           {{"slots", c.slots},
+            {"queues", c.queues},
+            {"ring_capacity", c.ring_capacity},
+            {"max_payload", c.max_payload},
+            {"payload_area", c.payload_area},
+            {"max_workers", c.max_workers},
+            {"deque_capacity", c.deque_capacity},
+            {"mode", octal(c.mode)}}},
+          {"tasks", tasks},
+          {"free_slots", s.free_slots},
+          {"payload_area_used_bytes", s.payload_area_used_bytes},
+          {"queues", queues},
+          {"workers", workers}};
+}
+
+void print_snapshot(const SegmentSnapshot& s) {
+  std::string out;
+  const std::int64_t age = realtime_now_ns() - s.created_unix_ns;
+  out += "segment    " + s.name + " (layout " + std::to_string(s.layout_version) + ", " +
+         format_bytes(s.size_bytes) + ", created " + format_duration_ns(age) + " ago by pid " +
+         std::to_string(s.creator_pid) + ", uid " + std::to_string(s.creator_uid) + ")\n";
+  out += std::string("state      ") + (s.closing ? "closing" : "open") + "\n";
+  out += "config     queues " + join(s.config.queues, ",") + "; " + describe_config(s.config) + "\n";
+  out += "tasks     ";
+  for (int i = 1; i < kTaskStateCount; ++i) {
+    out += std::string(i == 1 ? " " : ", ") + std::string(state_name(static_cast<TaskState>(i))) + " " +
+           std::to_string(s.tasks_by_state[i]);
+  }
+  out += "; free slots " + std::to_string(s.free_slots) + "\n";
+  out += "payloads   " + format_bytes(s.payload_area_used_bytes) + " of " + format_bytes(s.config.payload_area) +
+         " in use\n\n";
+
+  Table queues({"QUEUE", "CRITICAL", "HIGH", "NORMAL", "LOW", "SUBMITTED", "CLAIMED", "SUCCEEDED", "FAILED",
+                "CANCELLED"},
+               "lrrrrrrrrr");
+  for (const QueueSnapshot& q : s.queues) {
+    queues.add({q.name, std::to_string(q.depth[0]), std::to_string(q.depth[1]), std::to_string(q.depth[2]),
+                std::to_string(q.depth[3]), std::to_string(q.submitted), std::to_string(q.claimed),
+                std::to_string(q.succeeded), std::to_string(q.failed), std::to_string(q.cancelled)});
+  }
+  out += queues.render();
+  out += "\n";
+
+  if (s.workers.empty()) {
+    out += "no workers attached\n";
+  } else {
+    Table workers({"WORKER", "PID", "CPU", "STATE", "ALIVE", "HEARTBEAT", "DEQUE", "CLAIMED", "SUCCEEDED",
+                   "FAILED", "CANCELLED", "STOLEN", "PARKS", "QUEUES"},
+                  "rrrllrrrrrrrrl");
+    for (const WorkerSnapshot& w : s.workers) {
+      workers.add({std::to_string(w.index), std::to_string(w.pid), cpu_text(w.cpu),
+                   std::string(worker_state_name(w.state)), w.alive ? "yes" : "no",
+                   format_duration_ns(w.heartbeat_age_ns), std::to_string(w.deque_depth),
+                   std::to_string(w.claimed), std::to_string(w.succeeded), std::to_string(w.failed),
+                   std::to_string(w.cancelled), std::to_string(w.stolen), std::to_string(w.parks),
+                   w.queues.empty() ? "(all)" : join(w.queues, ",")});
+    }
+    out += workers.render();
+  }
+  std::fputs(out.c_str(), stdout);
+}
+
+int run_status(const std::string& segment, bool json) {
+  auto snap = read_snapshot(segment);
+  if (!snap) return report(snap.status(), "status");
+  if (json) {
+    const std::string text =
+        snapshot_json(*snap).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    std::fputs(text.c_str(), stdout);
+  } else {
+    print_snapshot(*snap);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_segment_commands(CLI::App& app, Action& action) {
+  {
+    auto o = std::make_shared<InitOptions>();
+    CLI::App* sub = app.add_subcommand("init", "Create a segment (validates every size first)");
+    add_segment_option(sub, o->segment);
+    add_unsigned_option(sub, "--slots", o->config.slots, 0, kU32Max,
+                        "Task slots: tasks in flight plus unread results");
+    sub->add_option("-q,--queues", o->queues, "Comma-separated queue names, in order; the first is the default")
+        ->delimiter(',')
+        ->type_name("NAME,...")
+        ->default_str(join(o->config.queues, ","));
+    add_unsigned_option(sub, "--ring-capacity", o->config.ring_capacity, 0, kU32Max,
+                        "Ring entries per queue and priority (a power of two)");
+    add_byte_size_option(sub, "--max-payload", o->max_payload, kU32Max,
+                         "Largest payload or result (bytes; K, M, G suffixes)");
+    add_byte_size_option(sub, "--payload-area", o->payload_area, std::numeric_limits<std::uint64_t>::max(),
+                         "Shared payload arena (bytes, a multiple of 4096; K, M, G suffixes)");
+    add_unsigned_option(sub, "--max-workers", o->config.max_workers, 0, kU32Max, "Worker registry entries");
+    add_unsigned_option(sub, "--deque-capacity", o->config.deque_capacity, 0, kU32Max,
+                        "Per-worker deque of claimed tasks (a power of two)");
+    add_parsed_option(
+        sub, "--mode", "--mode",
+        [o](std::string_view text) -> Status {
+          auto v = parse_octal_mode(text);
+          if (!v) return v.status();
+          o->mode = *v;
+          return Status::ok();
+        },
+        "File mode of the segment, octal", "OCTAL", octal(o->config.mode));
+    sub->add_flag("-f,--force", o->force, "Replace an existing segment of the same name");
+    sub->callback([&action, o] { action = [o] { return run_init(*o); }; });
+  }
+  {
+    auto segment = std::make_shared<std::string>();
+    CLI::App* sub = app.add_subcommand(
+        "destroy", "Close a segment (running workers return, waiting producers fail) and remove it");
+    add_segment_option(sub, *segment);
+    sub->callback([&action, segment] { action = [segment] { return run_destroy(*segment); }; });
+  }
+  {
+    auto segment = std::make_shared<std::string>();
+    auto json = std::make_shared<bool>(false);
+    CLI::App* sub = app.add_subcommand(
+        "status", "Show a segment's configuration, task counts, queues and workers (read-only)");
+    add_segment_option(sub, *segment);
+    sub->add_flag("--json", *json, "Print one JSON document instead of tables");
+    sub->callback([&action, segment, json] { action = [segment, json] { return run_status(*segment, *json); }; });
+  }
+}
+
+}  // namespace taskring::cli
