@@ -14,6 +14,7 @@ packages=(
   libcli11-dev            # argument parsing for the CLI
   nlohmann-json3-dev      # JSON for the CLI and the bench harness
   libcpp-httplib-dev      # HTTP for the metrics exporter
+  python3                 # the demo formats its live progress with it
 )
 
 missing=()

@@ -113,9 +113,10 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
   std::memcpy(s.name, task.data(), task.size());
   s.result_len = 0;
   s.result_block = detail::kNoBlock;
-  s.submitter_pid = static_cast<std::uint32_t>(getpid());
-  s.start_ns = 0;
-  s.finish_ns = 0;
+  s.submitter_pid = ipc::current_pid();
+  // Relaxed: published by the state word ([R3]).
+  s.start_ns.store(0, std::memory_order_relaxed);
+  s.finish_ns.store(0, std::memory_order_relaxed);
   ipc::Arena::AllocResult ar = ipc::Arena::AllocResult::kOk;
   Status st = with_full_policy(
       e, o, deadline,
@@ -136,7 +137,7 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
     e.notify_space();
     return st;
   }
-  s.submit_ns = ipc::monotonic_ns();
+  s.submit_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);  // published by [R3]
   return Status::ok();
 }
 
@@ -261,9 +262,10 @@ Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, 
   out.id = id;
   out.state = sw::state(w);
   out.attempts = sw::attempts(w);
-  out.submit_ns = s.submit_ns;
-  out.start_ns = s.start_ns;
-  out.finish_ns = s.finish_ns;
+  // Relaxed: ordered by the acquire of the terminal state word ([A3]).
+  out.submit_ns = s.submit_ns.load(std::memory_order_relaxed);
+  out.start_ns = s.start_ns.load(std::memory_order_relaxed);
+  out.finish_ns = s.finish_ns.load(std::memory_order_relaxed);
   std::string_view bytes;
   if (!e.read_bytes(s, true, bytes)) {
     return data_loss("task " + to_string(id) + ": its result's length or block is corrupt");
@@ -349,9 +351,10 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     info.queue = std::string(e.queue_name(s->queue));
     info.priority = static_cast<Priority>(s->priority & 3);
     info.payload_bytes = s->payload_len;
-    info.submit_ns = s->submit_ns;
-    info.start_ns = s->start_ns;
-    info.finish_ns = s->finish_ns;
+    // Relaxed: validated by the seqlock-style re-read of the state word below.
+    info.submit_ns = s->submit_ns.load(std::memory_order_relaxed);
+    info.start_ns = s->start_ns.load(std::memory_order_relaxed);
+    info.finish_ns = s->finish_ns.load(std::memory_order_relaxed);
     if (is_terminal(info.state)) {
       std::string_view bytes;
       if (e.read_bytes(*s, true, bytes)) info.value.assign(bytes);
@@ -372,8 +375,9 @@ Result<CancelOutcome> Client::cancel(TaskId id) {
     const TaskState st = sw::state(w);
     if (is_terminal(st)) return CancelOutcome::kAlreadyFinished;
     if (st == TaskState::kPending) {
-      // Written before the CAS: only other cancellers of this task race on it.
-      s->finish_ns = ipc::monotonic_ns();
+      // Relaxed, before the CAS that publishes it; if the CAS loses, the
+      // winner's own store of finish_ns comes later and prevails.
+      s->finish_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
       // [R4] seq_cst: the terminal transition; wins against the worker's claim
       // CAS on the same word (exactly one succeeds), publishes finish_ns, and
       // is ordered before notify_done's waiter check ([S5]).

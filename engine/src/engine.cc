@@ -194,6 +194,13 @@ ipc::Ring Engine::deque(std::uint32_t w) const noexcept {
                    config_.deque_capacity);
 }
 
+std::uint32_t Engine::worker_hwm() const noexcept {
+  // Relaxed: a scan bound; see Worker::attach. Clamped: shared memory is not
+  // trusted to hold a sane value.
+  const std::uint32_t hwm = control_->worker_hwm.load(std::memory_order_relaxed);
+  return hwm < max_workers_ ? hwm : max_workers_;
+}
+
 bool Engine::closing() const noexcept {
   // Acquire: pairs with the release store in destroy_segment; nothing is
   // read through it, but it keeps "closing" ordered after the wake-ups' cause.

@@ -47,6 +47,8 @@ class Engine {
   ipc::Ring ring(std::uint32_t q, Priority p) const noexcept;
   std::uint32_t max_workers() const noexcept { return max_workers_; }
   WorkerEntry& worker(std::uint32_t w) const noexcept { return workers_[w]; }
+  // One past the highest registry index ever used, bounded by max_workers.
+  std::uint32_t worker_hwm() const noexcept;
   ipc::Ring deque(std::uint32_t w) const noexcept;
   ipc::Arena& arena() noexcept { return arena_; }
   const ipc::Arena& arena() const noexcept { return arena_; }

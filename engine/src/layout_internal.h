@@ -60,7 +60,9 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   std::atomic<std::uint32_t> space_waiters;
   // Set by destroy: workers return, waiting producers fail.
   alignas(kFalseSharingRange) std::atomic<std::uint32_t> closing;
-  std::uint8_t pad[kFalseSharingRange - 4];
+  // One past the highest registry index ever taken: scans stop there.
+  std::atomic<std::uint32_t> worker_hwm;
+  std::uint8_t pad[kFalseSharingRange - 8];
 };
 static_assert(sizeof(ConfigBlock) == 4 * kFalseSharingRange);
 static_assert(offsetof(ConfigBlock, work_seq) == kFalseSharingRange);
@@ -137,9 +139,11 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::uint32_t result_block;          // 36: arena unit, or kNoBlock when inline
   std::uint32_t submitter_pid;         // 40
   std::uint32_t reserved0;             // 44
-  std::int64_t submit_ns;              // 48: CLOCK_MONOTONIC
-  std::int64_t start_ns;               // 56
-  std::int64_t finish_ns;              // 64
+  // Timestamps are atomics (relaxed) because a canceller and the worker may
+  // both write finish_ns; the state word's CAS orders them for readers.
+  std::atomic<std::int64_t> submit_ns; // 48: CLOCK_MONOTONIC
+  std::atomic<std::int64_t> start_ns;  // 56
+  std::atomic<std::int64_t> finish_ns; // 64
   std::uint64_t reserved1[3];          // 72: room for run-at, deadline, retry policy
   char name[kMaxTaskNameLength + 1];   // 96: task name (not NUL-terminated: name_len)
   std::uint8_t inline_payload[kInlineBytes];  // 144

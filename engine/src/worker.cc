@@ -159,7 +159,7 @@ std::size_t WorkerImpl::claim(std::uint32_t* buf) {
 }
 
 std::size_t WorkerImpl::steal(std::uint32_t* buf) {
-  const std::uint32_t n = engine_->max_workers();
+  const std::uint32_t n = engine_->worker_hwm();
   const std::uint32_t start = victim_cursor_++;
   for (std::uint32_t k = 0; k < n; ++k) {
     const std::uint32_t v = (start + k) % n;
@@ -190,7 +190,7 @@ bool WorkerImpl::has_work_approx() const noexcept {
     }
   }
   if (!options_.steal) return false;
-  for (std::uint32_t v = 0; v < engine_->max_workers(); ++v) {
+  for (std::uint32_t v = 0; v < engine_->worker_hwm(); ++v) {
     if (v == index_) continue;
     const std::uint64_t vmask = engine_->worker(v).queue_mask.load(std::memory_order_relaxed);  // as in steal
     if ((vmask & ~mask_) == 0 && engine_->deque(v).nonempty_approx()) return true;
@@ -252,7 +252,7 @@ bool WorkerImpl::execute(std::uint32_t index) {
   bump(me.counters[q][kCounterClaimed]);
   me.current_slot.store(index, std::memory_order_relaxed);  // informative
   const std::int64_t start = ipc::monotonic_ns();
-  s.start_ns = start;
+  s.start_ns.store(start, std::memory_order_relaxed);  // published by [R4]
   heartbeat(start);
 
   ctx_.id_ = TaskId::make(index, sw::generation(w));
@@ -270,7 +270,7 @@ bool WorkerImpl::execute(std::uint32_t index) {
     auto it = handlers_.find(ctx_.task_name_);
     if (it == handlers_.end()) {
       ctx_.fail("no handler for task '" + std::string(ctx_.task_name_) + "' in worker " + std::to_string(index_) +
-                " (pid " + std::to_string(getpid()) + ")");
+                " (pid " + std::to_string(ipc::current_pid()) + ")");
     } else {
       try {
         it->second(ctx_);
@@ -308,7 +308,8 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
     r = engine_->store_bytes(s, true, std::string_view(err).substr(0, kInlineBytes));
     TASKRING_ASSERT(r == ipc::Arena::AllocResult::kOk);
   }
-  s.finish_ns = ipc::monotonic_ns();
+  const std::int64_t finish = ipc::monotonic_ns();
+  s.finish_ns.store(finish, std::memory_order_relaxed);  // published by [R4]
   for (;;) {
     if (sw::state(w) != TaskState::kRunning || sw::owner(w) != static_cast<int>(index_)) {
       // Someone else owns the outcome now (recovery re-queued the task):
@@ -333,7 +334,7 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
                       : outcome == TaskState::kFailed  ? kCounterFailed
                                                        : kCounterCancelled;
   bump(me.counters[q][counter]);
-  heartbeat(s.finish_ns);
+  heartbeat(finish);
 }
 
 Status WorkerImpl::run(std::uint64_t limit) {
@@ -490,6 +491,11 @@ Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const W
     w.heartbeat_ns.store(now, std::memory_order_relaxed);
     w.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
     w.state.store(static_cast<std::uint32_t>(WorkerState::kIdle), std::memory_order_relaxed);
+    // Relaxed: scans bounded by a stale hwm miss at most a worker that has
+    // only just registered; it has nothing to steal yet.
+    std::uint32_t hwm = e.control().worker_hwm.load(std::memory_order_relaxed);
+    while (hwm < i + 1 && !e.control().worker_hwm.compare_exchange_weak(hwm, i + 1, std::memory_order_relaxed)) {
+    }
     auto impl = std::make_unique<detail::WorkerImpl>(std::move(engine).value(), options, i, mask);
     return std::unique_ptr<Worker>(new Worker(std::move(impl)));
   }

@@ -1,6 +1,7 @@
 #include "taskring/ipc/futex.h"
 
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -48,6 +49,24 @@ std::int64_t realtime_ns() noexcept {
   struct timespec ts {};
   clock_gettime(CLOCK_REALTIME, &ts);
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+namespace {
+std::atomic<std::uint32_t> g_pid{0};
+void reset_pid_after_fork() noexcept { g_pid.store(0, std::memory_order_relaxed); }
+}  // namespace
+
+std::uint32_t current_pid() noexcept {
+  // Relaxed: a per-process cache of an immutable value; a race only makes
+  // two threads both call getpid.
+  std::uint32_t pid = g_pid.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    static const int registered = pthread_atfork(nullptr, nullptr, reset_pid_after_fork);
+    (void)registered;
+    pid = static_cast<std::uint32_t>(getpid());
+    g_pid.store(pid, std::memory_order_relaxed);
+  }
+  return pid;
 }
 
 bool Backoff::pause() noexcept {

@@ -151,6 +151,16 @@ CLI::Option* add_parsed_option(CLI::App* app, const std::string& names, const st
 
 namespace {
 
+// `bytes` the way a byte-size flag accepts it: "64M", "4K", "1000".
+std::string byte_size_text(std::uint64_t bytes) {
+  static constexpr std::pair<int, char> kUnits[] = {{30, 'G'}, {20, 'M'}, {10, 'K'}};
+  for (const auto& [shift, letter] : kUnits) {
+    const std::uint64_t unit = std::uint64_t{1} << shift;
+    if (bytes != 0 && bytes % unit == 0) return std::to_string(bytes / unit) + letter;
+  }
+  return std::to_string(bytes);
+}
+
 // The long name ("--slots") out of a CLI11 name list such as "-n,--slots".
 std::string long_flag(const std::string& names) {
   const std::size_t at = names.find("--");
@@ -200,7 +210,7 @@ CLI::Option* add_byte_size_option(CLI::App* app, const std::string& names, std::
         target = *v;
         return Status::ok();
       },
-      description, "BYTES", format_bytes(target));
+      description, "BYTES", byte_size_text(target));
 }
 
 CLI::Option* add_segment_option(CLI::App* app, std::string& target) {

@@ -22,6 +22,9 @@ int futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept;
 std::int64_t monotonic_ns() noexcept;
 // CLOCK_REALTIME in nanoseconds.
 std::int64_t realtime_ns() noexcept;
+// getpid(), cached (glibc makes every getpid a system call); the cache is
+// refreshed in the child after fork.
+std::uint32_t current_pid() noexcept;
 
 // Spin with a CPU pause, then yield the CPU, then tell the caller to park.
 class Backoff {
