@@ -30,8 +30,7 @@ Status destroy_segment(std::string_view name) {
   // [R6] release: workers and producers that see closing != 0 stop; pairs
   // with the acquire in Engine::closing.
   c.closing.store(1, std::memory_order_release);
-  c.work_seq.fetch_add(1, std::memory_order_release);
-  ipc::futex_wake(c.work_seq, INT_MAX);
+  e.wake_all_workers();
   c.space_seq.fetch_add(1, std::memory_order_release);
   ipc::futex_wake(c.space_seq, INT_MAX);
   for (std::uint32_t i = 0; i < e.slot_count(); ++i) {

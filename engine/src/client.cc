@@ -1,5 +1,6 @@
 #include "taskring/client.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -157,12 +158,16 @@ std::uint32_t publish_pending(Engine& e, std::uint32_t index, const SubmitOption
   return gen;
 }
 
-// Undoes publish_pending for slots that never reached a ring.
+// Undoes publish_pending for a slot that never reached a ring. Its id was
+// never returned, but ids can be guessed: a concurrent cancel or release may
+// have changed the word, and drop_queued settles that case.
 void unpublish(Engine& e, std::uint32_t index) {
   TaskSlot& s = e.slot(index);
-  const std::uint64_t w = s.state.load(std::memory_order_relaxed);  // still ours: never pushed
-  const bool freed = e.free_slot(index, w);
-  TASKRING_ASSERT(freed);
+  std::uint64_t w = s.state.load(std::memory_order_acquire);  // as [A3]
+  while (sw::state(w) == TaskState::kPending) {
+    if (e.free_slot(index, w)) return;  // on failure w is the new word
+  }
+  e.drop_queued(index);
 }
 
 }  // namespace
@@ -201,7 +206,7 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   }
   // Relaxed: a statistics counter; readers want an approximate total.
   e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);
-  e.notify_work(1);
+  e.notify_work(*queue, 1);
   return TaskId::make(*index, gen);
 }
 
@@ -225,11 +230,24 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
     // Allocate and fill a chunk of slots, publish them, push them in one go.
     std::size_t n = 0;
     const std::size_t want = std::min(kChunk, tasks.size() - done);
+    // Only the first slot of a chunk may wait for room: waiting while
+    // holding filled but unpushed slots could wait for ourselves. Once a
+    // slot is held, a full table or payload area ends the chunk early and
+    // the next chunk waits with empty hands.
+    SubmitOptions fail_fast = o;
+    fail_fast.on_full = FullPolicy::kFail;
     while (n < want) {
-      auto index = allocate_slot(e, o, deadline);
-      if (!index) { stop = index.status(); break; }
-      Status st = fill_slot(e, *index, *queue, o, tasks[done + n].task, tasks[done + n].payload, deadline);
-      if (!st.is_ok()) { stop = st; break; }
+      const SubmitOptions& policy = n == 0 ? o : fail_fast;
+      auto index = allocate_slot(e, policy, deadline);
+      if (!index) {
+        if (n == 0 || index.status().code() != StatusCode::kResourceExhausted) stop = index.status();
+        break;
+      }
+      Status st = fill_slot(e, *index, *queue, policy, tasks[done + n].task, tasks[done + n].payload, deadline);
+      if (!st.is_ok()) {
+        if (n == 0 || st.code() != StatusCode::kResourceExhausted) stop = st;
+        break;
+      }
       const std::uint32_t gen = publish_pending(e, *index, o);
       ids[done + n] = TaskId::make(*index, gen);
       chunk[n++] = *index;
@@ -242,11 +260,11 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
           return pushed == n;
         },
         "queue ring full");
-    if (!st.is_ok() && stop.is_ok()) stop = st;
+    if (n > 0 && !st.is_ok() && stop.is_ok()) stop = st;
     for (std::size_t i = pushed; i < n; ++i) unpublish(e, chunk[i]);
     if (pushed > 0) {
       e.queue(*queue).submitted.fetch_add(pushed, std::memory_order_relaxed);  // statistics
-      e.notify_work(static_cast<std::uint32_t>(pushed));
+      e.notify_work(*queue, static_cast<std::uint32_t>(pushed));
     }
     done += pushed;
   }
@@ -301,7 +319,7 @@ Result<std::optional<TaskOutcome>> Client::try_get(TaskId id) {
       // acq_rel: as [R5]; the worker that pops the index frees the slot.
       break;
     }
-    w = s->state.load(std::memory_order_acquire);  // as [A3]
+    // Either CAS failed and left the current word in w (acquire, as [A3]).
   }
   return std::optional<TaskOutcome>(std::move(out).value());
 }
@@ -337,7 +355,7 @@ Result<TaskOutcome> Client::wait(TaskId id, std::int64_t timeout_ns) {
 
 Result<TaskInfo> Client::peek(TaskId id) const {
   const Engine& e = *engine_;
-  for (int attempt = 0; attempt < 100; ++attempt) {
+  for (int attempt = 0; attempt < 1000; ++attempt) {
     std::uint64_t w = 0;
     const TaskSlot* s = e.lookup(id, w);
     if (s == nullptr) return gone(id);
@@ -359,8 +377,15 @@ Result<TaskInfo> Client::peek(TaskId id) const {
       std::string_view bytes;
       if (e.read_bytes(*s, true, bytes)) info.value.assign(bytes);
     }
-    // Seqlock-style check: if the word did not change, the copy is consistent.
-    if (s->state.load(std::memory_order_acquire) == w) return info;  // as [A3]
+    // Seqlock-style check: if the word did not change, the copy is
+    // consistent. The acquire fence keeps the field reads above from moving
+    // after the re-read (an acquire load alone would not, on arm64).
+    std::atomic_thread_fence(std::memory_order_acquire);
+    // The worker stores start_ns just after its claim CAS: a reader that
+    // falls in that gap sees "running" without a start time, and retries.
+    const bool start_pending = info.state == TaskState::kRunning && info.start_ns == 0;
+    if (s->state.load(std::memory_order_relaxed) == w && !start_pending) return info;
+    if (start_pending) sched_yield();
   }
   return unavailable("task " + to_string(id) + " changes too fast to read a consistent snapshot");
 }
@@ -416,7 +441,7 @@ Status Client::release(TaskId id) {
                                               std::memory_order_acquire)) {
       return Status::ok();  // the worker or the popper frees it
     }
-    w = s->state.load(std::memory_order_acquire);
+    // Either CAS failed and left the current word in w (acquire, as [A3]).
   }
 }
 

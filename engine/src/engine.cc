@@ -165,6 +165,26 @@ Status Engine::bind(ipc::Access) {
   slots_ = reinterpret_cast<TaskSlot*>(seg_.section_bytes(kSecSlots).data());
   workers_ = reinterpret_cast<WorkerEntry*>(seg_.section_bytes(kSecWorkers).data());
   deques_ = seg_.section_bytes(kSecDeques).data();
+  // The rings and the arena record their sizes too; they must agree.
+  for (std::uint32_t r = 0; r < queue_count_ * kPriorityCount; ++r) {
+    const auto* rc = reinterpret_cast<const ipc::RingControl*>(rings_ + r * ring_stride_);
+    if (rc->capacity != c.ring_capacity) {
+      return data_loss(who + ": ring " + std::to_string(r) + " records capacity " + std::to_string(rc->capacity) +
+                       ", the config says " + std::to_string(c.ring_capacity));
+    }
+  }
+  for (std::uint32_t w = 0; w < max_workers_; ++w) {
+    const auto* rc = reinterpret_cast<const ipc::RingControl*>(deques_ + w * deque_stride_);
+    if (rc->capacity != c.deque_capacity) {
+      return data_loss(who + ": deque " + std::to_string(w) + " records capacity " + std::to_string(rc->capacity) +
+                       ", the config says " + std::to_string(c.deque_capacity));
+    }
+  }
+  const auto* ac = reinterpret_cast<const ipc::ArenaControl*>(seg_.section_bytes(kSecArena).data());
+  if (ac->area_units != c.payload_area_units) {
+    return data_loss(who + ": the payload area records " + std::to_string(ac->area_units) +
+                     " units, the config says " + std::to_string(c.payload_area_units));
+  }
   free_slots_ = ipc::FreeStack(reinterpret_cast<ipc::FreeStackHead*>(seg_.section_bytes(kSecSlotFree).data()),
                                reinterpret_cast<std::byte*>(&slots_[0].next_free), sizeof(TaskSlot), slot_count_);
   arena_ = ipc::Arena(reinterpret_cast<ipc::ArenaControl*>(seg_.section_bytes(kSecArena).data()),
@@ -258,15 +278,15 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
   s.result_len = 0;
 }
 
-bool Engine::free_slot(std::uint32_t index, std::uint64_t word) noexcept {
+bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {
   TaskSlot& s = slots_[index];
   // [R5] acq_rel: acquire the last writer's fields before we release their
   // blocks; release so the next owner, who pops the slot from the free stack,
   // sees it free. Once this CAS succeeds we own the slot exclusively: a free
   // slot is reachable only through the free stack.
   if (!s.state.compare_exchange_strong(word, sw::make_free(sw::next_generation(sw::generation(word))),
-                                       std::memory_order_acq_rel, std::memory_order_relaxed)) {
-    return false;
+                                       std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return false;  // acquire on failure: the caller re-examines the new word, as [A3]
   }
   release_blocks(s);
   free_slots_.push(index);
@@ -274,15 +294,73 @@ bool Engine::free_slot(std::uint32_t index, std::uint64_t word) noexcept {
   return true;
 }
 
-void Engine::notify_work(std::uint32_t n) noexcept {
+bool Engine::drop_queued(std::uint32_t index) noexcept {
+  TaskSlot& s = slots_[index];
+  std::uint64_t w = s.state.load(std::memory_order_acquire);  // as [A3]
+  for (;;) {
+    if ((w & sw::kQueued) == 0 || sw::state(w) == TaskState::kPending) return false;
+    if ((w & sw::kReleased) != 0 && is_terminal(sw::state(w))) {
+      if (free_slot(index, w)) return true;
+    } else if (s.state.compare_exchange_weak(w, w & ~sw::kQueued, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+      // acq_rel: as [R5]; the reader that frees the slot later sees our view.
+      return true;
+    }
+  }
+}
+
+namespace {
+// Ends the park of worker `e` if it is parked: CAS parked 1 -> 0, so that
+// each park is ended by one waker, then bump and wake its futex word.
+bool wake_worker(WorkerEntry& e) noexcept {
+  std::uint32_t parked = 1;
+  // [S1b] seq_cst: see [S1]; the flag was raised before the count was
+  // incremented, so a waker that saw the count sees the flag.
+  if (e.parked.load(std::memory_order_seq_cst) != 1 ||
+      !e.parked.compare_exchange_strong(parked, 0, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+    return false;
+  }
+  // Release: orders the bump after the push for the parked worker's re-read.
+  e.wake_seq.fetch_add(1, std::memory_order_release);
+  ipc::futex_wake(e.wake_seq, 1);
+  return true;
+}
+}  // namespace
+
+void Engine::notify_work(std::uint32_t queue, std::uint32_t n) noexcept {
   // [S1] seq_cst: the load must not be ordered before the push that made the
-  // work visible ([R1] in ring.cc); pairs with the worker's seq_cst increment
-  // of parked_workers and its re-check ([S2] in worker.cc). Dekker-style: one
-  // of the two sides sees the other.
+  // work visible ([R1] in ring.cc); pairs with the worker's seq_cst flag
+  // store and count increment and its re-check ([S2] in worker.cc).
+  // Dekker-style: one of the two sides sees the other.
   if (control_->parked_workers.load(std::memory_order_seq_cst) == 0) return;
-  // Release: orders the bump after the push for a waiter that reads it.
-  control_->work_seq.fetch_add(1, std::memory_order_release);
-  ipc::futex_wake(control_->work_seq, n > INT_MAX ? INT_MAX : static_cast<int>(n));
+  const std::uint32_t hwm = worker_hwm();
+  std::uint32_t woken = 0;
+  for (std::uint32_t v = 0; v < hwm && woken < n; ++v) {
+    WorkerEntry& e = workers_[v];
+    // Relaxed: the mask is informative; a worker whose mask we read stale
+    // has only just registered and re-checks the rings before parking.
+    if (((e.queue_mask.load(std::memory_order_relaxed) >> queue) & 1) == 0) continue;
+    if (wake_worker(e)) ++woken;
+  }
+}
+
+void Engine::notify_thief(std::uint64_t mask) noexcept {
+  if (control_->parked_workers.load(std::memory_order_seq_cst) == 0) return;  // [S1]
+  const std::uint32_t hwm = worker_hwm();
+  for (std::uint32_t v = 0; v < hwm; ++v) {
+    WorkerEntry& e = workers_[v];
+    // A thief must serve every queue the victim serves (WorkerImpl::steal).
+    if ((mask & ~e.queue_mask.load(std::memory_order_relaxed)) != 0) continue;  // relaxed, as above
+    if (wake_worker(e)) return;
+  }
+}
+
+void Engine::wake_all_workers() noexcept {
+  for (std::uint32_t v = 0; v < max_workers_; ++v) {
+    WorkerEntry& e = workers_[v];
+    e.wake_seq.fetch_add(1, std::memory_order_release);  // release: after the cause (stop, closing)
+    ipc::futex_wake(e.wake_seq, INT_MAX);
+  }
 }
 
 void Engine::notify_space() noexcept {

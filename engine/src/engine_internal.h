@@ -71,12 +71,24 @@ class Engine {
   // Frees slot `index` whose state word is `word` (terminal or pending-never-
   // published): CAS to free with the next generation, release its blocks,
   // push it on the free stack. Returns false if the CAS lost (someone else
-  // changed the word).
-  bool free_slot(std::uint32_t index, std::uint64_t word) noexcept;
+  // changed the word); `word` then holds the current value.
+  bool free_slot(std::uint32_t index, std::uint64_t& word) noexcept;
+
+  // For a popped slot index whose task is no longer pending (cancelled while
+  // queued): clears the queued bit, and frees the slot if its producer has
+  // released it. Returns false if the word is not queued (a stale or corrupt
+  // index), true otherwise.
+  bool drop_queued(std::uint32_t index) noexcept;
 
   // Wake protocols (docs/architecture.md "Waking").
-  // After making work available: wakes up to `n` parked workers if any parks.
-  void notify_work(std::uint32_t n) noexcept;
+  // After making work available in queue `queue`: wakes up to `n` parked
+  // workers that serve it, if any worker is parked.
+  void notify_work(std::uint32_t queue, std::uint32_t n) noexcept;
+  // After a worker with queue set `mask` put tasks in its deque: wakes one
+  // parked worker that may steal them (whose queue set includes `mask`).
+  void notify_thief(std::uint64_t mask) noexcept;
+  // Wakes every parked worker (stop, destroy).
+  void wake_all_workers() noexcept;
   // After making room (ring pop, slot or block freed): wakes producers
   // waiting for room, if any.
   void notify_space() noexcept;

@@ -18,7 +18,7 @@
 
 namespace taskring::detail {
 
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 
 // Section ids in the segment directory.
 enum SectionId : std::uint32_t {
@@ -51,8 +51,9 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   std::uint32_t reserved0;
   std::uint8_t reserved1[kFalseSharingRange - 48];
 
-  // Workers park on work_seq; producers bump it when parked_workers != 0.
-  alignas(kFalseSharingRange) std::atomic<std::uint32_t> work_seq;
+  // Workers parked right now; each parks on its own WorkerEntry::wake_seq.
+  // Producers look further only when this is non-zero.
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> reserved_wake;  // 0
   std::atomic<std::uint32_t> parked_workers;
   // Producers waiting for room park on space_seq; whoever frees room bumps it
   // when space_waiters != 0.
@@ -65,7 +66,7 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   std::uint8_t pad[kFalseSharingRange - 8];
 };
 static_assert(sizeof(ConfigBlock) == 4 * kFalseSharingRange);
-static_assert(offsetof(ConfigBlock, work_seq) == kFalseSharingRange);
+static_assert(offsetof(ConfigBlock, parked_workers) == kFalseSharingRange + 4);
 static_assert(offsetof(ConfigBlock, space_seq) == 2 * kFalseSharingRange);
 static_assert(offsetof(ConfigBlock, closing) == 3 * kFalseSharingRange);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
@@ -165,11 +166,12 @@ struct QueueCounters {
 };
 
 struct alignas(kFalseSharingRange) WorkerEntry {
-  // Written by the worker that owns the entry (single writer); read by anyone.
-  std::atomic<std::uint32_t> state;      // WorkerState; kFree entries are claimable
-  std::atomic<std::uint32_t> pid;
+  // [incarnation:32 | pid:32]; pid 0 = free. Taken by one CAS (Worker::attach)
+  // from a free value or from a value whose pid is dead, so exactly one
+  // process owns an entry; the incarnation grows at every take.
+  std::atomic<std::uint64_t> claim;
   std::atomic<std::int32_t> cpu;         // -1: not pinned
-  std::atomic<std::uint32_t> reserved0;
+  std::atomic<std::uint32_t> state;      // WorkerState, informative
   std::atomic<std::uint64_t> queue_mask; // bit q: serves queue q
   std::atomic<std::int64_t> heartbeat_ns;// CLOCK_MONOTONIC of the last loop turn
   std::atomic<std::int64_t> started_ns;
@@ -177,10 +179,19 @@ struct alignas(kFalseSharingRange) WorkerEntry {
   std::atomic<std::uint64_t> parks;      // times parked on the futex
   std::atomic<std::uint32_t> current_slot; // slot being run, or kNilIndex
   std::uint8_t reserved1[kFalseSharingRange - 60];
+  // The worker parks on wake_seq with parked = 1; a waker CASes parked 1 -> 0
+  // and then bumps wake_seq, so each park is ended by at most one waker.
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> wake_seq;
+  std::atomic<std::uint32_t> parked;
+  std::uint8_t reserved2[kFalseSharingRange - 8];
   // Per-queue counters, one writer each (relaxed load + store, no RMW).
   std::atomic<std::uint64_t> counters[kMaxQueues][4];
 };
-static_assert(sizeof(WorkerEntry) == kFalseSharingRange + kMaxQueues * 32);
+static_assert(offsetof(WorkerEntry, current_slot) == 56);
+static_assert(offsetof(WorkerEntry, wake_seq) == kFalseSharingRange);
+static_assert(sizeof(WorkerEntry) == 2 * kFalseSharingRange + kMaxQueues * 32);
+constexpr std::uint32_t claim_pid(std::uint64_t c) noexcept { return static_cast<std::uint32_t>(c); }
+constexpr std::uint32_t claim_incarnation(std::uint64_t c) noexcept { return static_cast<std::uint32_t>(c >> 32); }
 inline constexpr int kCounterClaimed = 0, kCounterSucceeded = 1, kCounterFailed = 2, kCounterCancelled = 3;
 
 }  // namespace taskring::detail

@@ -61,11 +61,12 @@ Result<SegmentSnapshot> read_snapshot(std::string_view name) {
       snap.queues[q].failed += w.counters[q][detail::kCounterFailed].load(std::memory_order_relaxed);
       snap.queues[q].cancelled += w.counters[q][detail::kCounterCancelled].load(std::memory_order_relaxed);
     }
+    const std::uint64_t claim = w.claim.load(std::memory_order_relaxed);
     const auto state = static_cast<WorkerState>(w.state.load(std::memory_order_relaxed));
-    if (state == WorkerState::kFree) continue;
+    if (detail::claim_pid(claim) == 0) continue;  // a free entry
     WorkerSnapshot ws;
     ws.index = static_cast<int>(i);
-    ws.pid = w.pid.load(std::memory_order_relaxed);
+    ws.pid = detail::claim_pid(claim);
     ws.cpu = w.cpu.load(std::memory_order_relaxed);
     ws.state = state;
     ws.alive = ws.pid != 0 && (kill(static_cast<pid_t>(ws.pid), 0) == 0 || errno == EPERM);

@@ -76,9 +76,9 @@ class WorkerImpl {
     // Relaxed: a flag polled by run(); the futex wake below is what makes a
     // parked worker look at it.
     stop_.store(true, std::memory_order_relaxed);
-    ConfigBlock& c = engine_->control();
-    c.work_seq.fetch_add(1, std::memory_order_release);
-    ipc::futex_wake(c.work_seq, INT_MAX);
+    WorkerEntry& e = entry();
+    e.wake_seq.fetch_add(1, std::memory_order_release);  // release: orders the flag before the bump
+    ipc::futex_wake(e.wake_seq, INT_MAX);
   }
   WorkerStats stats() const noexcept;
   std::uint32_t index() const noexcept { return index_; }
@@ -200,16 +200,22 @@ bool WorkerImpl::has_work_approx() const noexcept {
 
 void WorkerImpl::park() {
   ConfigBlock& c = engine_->control();
+  WorkerEntry& me = entry();
   // Acquire: a bump we miss makes futex_wait return at once.
-  const std::uint32_t seq = c.work_seq.load(std::memory_order_acquire);
+  const std::uint32_t seq = me.wake_seq.load(std::memory_order_acquire);
   set_state(WorkerState::kParked);
-  // [S2] seq_cst: announce, then re-check every ring (seq_cst loads in
-  // Ring::nonempty_approx); pairs with [S1] in notify_work.
+  // [S2] seq_cst: raise our parked flag and the global count, then re-check
+  // every ring (seq_cst loads in Ring::nonempty_approx); pairs with [S1] in
+  // Engine::notify_work. A notifier that saw the count sees the flag too:
+  // the flag store precedes the count's increment.
+  me.parked.store(1, std::memory_order_seq_cst);
   c.parked_workers.fetch_add(1, std::memory_order_seq_cst);
   if (!has_work_approx() && !stop_.load(std::memory_order_relaxed) && !engine_->closing()) {
-    bump(entry().parks);
-    ipc::futex_wait(c.work_seq, seq, options_.park_timeout_ns);
+    bump(me.parks);
+    ipc::futex_wait(me.wake_seq, seq, options_.park_timeout_ns);
   }
+  // Relaxed: a waker that still CASes the flag 1 -> 0 only wastes one wake.
+  me.parked.store(0, std::memory_order_relaxed);
   c.parked_workers.fetch_sub(1, std::memory_order_seq_cst);
   set_state(WorkerState::kIdle);
   heartbeat(ipc::monotonic_ns());
@@ -240,14 +246,10 @@ bool WorkerImpl::execute(std::uint32_t index) {
       }
       continue;
     }
-    // Cancelled while queued: drop the ring's reference; free the slot if
-    // its producer has released it.
-    if ((w & sw::kReleased) != 0 && is_terminal(st)) {
-      if (engine_->free_slot(index, w)) return false;
-    } else if (s.state.compare_exchange_weak(w, w & ~sw::kQueued, std::memory_order_acq_rel,
-                                             std::memory_order_acquire)) {
-      return false;
-    }
+    // Cancelled while queued: drop the ring's reference (and free the slot
+    // if its producer has released it).
+    engine_->drop_queued(index);
+    return false;
   }
   bump(me.counters[q][kCounterClaimed]);
   me.current_slot.store(index, std::memory_order_relaxed);  // informative
@@ -288,8 +290,15 @@ bool WorkerImpl::execute(std::uint32_t index) {
 
 void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   const std::uint32_t q = s.queue < engine_->queue_count() ? s.queue : 0;
-  // Relaxed: only to see the cancel flag; the CAS below re-validates the word.
-  const bool cancel_seen = (s.state.load(std::memory_order_relaxed) & sw::kCancelReq) != 0;
+  const auto still_ours = [this](std::uint64_t word) {
+    return sw::state(word) == TaskState::kRunning && sw::owner(word) == static_cast<int>(index_);
+  };
+  // Someone else may own the outcome now (crash recovery re-queued the
+  // task): then the completion is recorded once, by the current owner, and
+  // we must not touch the result fields. Relaxed: the CAS below re-validates.
+  w = s.state.load(std::memory_order_relaxed);
+  if (!still_ours(w)) return;
+  const bool cancel_seen = (w & sw::kCancelReq) != 0;
   TaskState outcome = ctx_.failed_ ? TaskState::kFailed
                       : (cancel_seen && ctx_.result_.empty()) ? TaskState::kCancelled
                                                               : TaskState::kSucceeded;
@@ -311,11 +320,7 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   const std::int64_t finish = ipc::monotonic_ns();
   s.finish_ns.store(finish, std::memory_order_relaxed);  // published by [R4]
   for (;;) {
-    if (sw::state(w) != TaskState::kRunning || sw::owner(w) != static_cast<int>(index_)) {
-      // Someone else owns the outcome now (recovery re-queued the task):
-      // the completion is recorded once, by the current owner.
-      return;
-    }
+    if (!still_ours(w)) return;  // see above; our result block is the new owner's to replace
     if ((w & sw::kReleased) != 0) {
       // Nobody will read it: free the slot directly.
       if (engine_->free_slot(index, w)) break;
@@ -366,7 +371,7 @@ Status WorkerImpl::run(std::uint64_t limit) {
         // and at least claim_batch long, so everything fits.
         const std::size_t kept = own.try_push_batch(buf + 1, n - 1);
         TASKRING_ASSERT(kept == n - 1);
-        engine_->notify_work(1);
+        engine_->notify_thief(mask_);
       }
     }
     if (n == 0) {
@@ -405,13 +410,22 @@ void WorkerImpl::unregister() noexcept {
       (void)kept;
       break;
     }
-    engine_->notify_work(1);
+    const TaskSlot& s = engine_->slot(index);
+    engine_->notify_work(s.queue < engine_->queue_count() ? s.queue : 0, 1);
   }
   WorkerEntry& e = entry();
   e.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
-  // Release: our last counter stores happen before the entry is reused.
-  e.state.store(static_cast<std::uint32_t>(own.nonempty_approx() ? WorkerState::kStopped : WorkerState::kFree),
-                std::memory_order_release);
+  if (own.nonempty_approx()) {
+    // Tasks left behind: keep the entry (our pid will be dead) so that
+    // nobody takes it over before others have stolen them.
+    e.state.store(static_cast<std::uint32_t>(WorkerState::kStopped), std::memory_order_relaxed);
+    return;
+  }
+  e.state.store(static_cast<std::uint32_t>(WorkerState::kFree), std::memory_order_relaxed);
+  // [R7] release: our last counter stores happen before the entry is taken
+  // again; pairs with [A7] in Worker::attach.
+  const std::uint64_t c = e.claim.load(std::memory_order_relaxed);  // ours: nobody else writes it now
+  e.claim.store(std::uint64_t{claim_incarnation(c)} << 32, std::memory_order_release);
 }
 
 }  // namespace detail
@@ -467,29 +481,31 @@ Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const W
     return invalid_argument("park_timeout_ns " + std::to_string(options.park_timeout_ns) + ": must be positive");
   }
   // Take a registry entry: a free one, or one whose process died and whose
-  // deque is empty (a non-empty one is left for others to steal from).
+  // deque is empty (a non-empty one is left for others to steal from). One
+  // CAS on the claim word decides between racing attachers.
+  const std::uint32_t me = ipc::current_pid();
   for (std::uint32_t i = 0; i < e.max_workers(); ++i) {
     detail::WorkerEntry& w = e.worker(i);
-    // Acquire: pairs with the release store in unregister, so the previous
-    // owner's counter stores are visible before we continue from them.
-    std::uint32_t st = w.state.load(std::memory_order_acquire);
-    const bool free = st == static_cast<std::uint32_t>(WorkerState::kFree);
-    const bool dead = !free && !detail::pid_alive(w.pid.load(std::memory_order_relaxed)) &&
-                      !e.deque(i).nonempty_approx();
-    if (!free && !dead) continue;
-    // acq_rel: exactly one process takes the entry.
-    if (!w.state.compare_exchange_strong(st, static_cast<std::uint32_t>(WorkerState::kStarting),
-                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    // [A7] acquire: pairs with [R7] in unregister, so the previous owner's
+    // counter stores are visible before we continue from them.
+    std::uint64_t c = w.claim.load(std::memory_order_acquire);
+    const std::uint32_t pid = detail::claim_pid(c);
+    const bool takeable = pid == 0 || (!detail::pid_alive(pid) && !e.deque(i).nonempty_approx());
+    if (!takeable) continue;
+    const std::uint64_t mine = (std::uint64_t{detail::claim_incarnation(c) + 1} << 32) | me;
+    // acq_rel: exactly one attacher wins the entry, and sees [R7].
+    if (!w.claim.compare_exchange_strong(c, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
       continue;
     }
-    // Relaxed stores: informative fields of our own entry.
-    w.pid.store(static_cast<std::uint32_t>(getpid()), std::memory_order_relaxed);
+    // Relaxed stores: fields of our own entry, read by observers racily.
+    w.state.store(static_cast<std::uint32_t>(WorkerState::kStarting), std::memory_order_relaxed);
     w.cpu.store(-1, std::memory_order_relaxed);
     w.queue_mask.store(mask, std::memory_order_relaxed);
     const std::int64_t now = ipc::monotonic_ns();
     w.started_ns.store(now, std::memory_order_relaxed);
     w.heartbeat_ns.store(now, std::memory_order_relaxed);
     w.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
+    w.parked.store(0, std::memory_order_relaxed);
     w.state.store(static_cast<std::uint32_t>(WorkerState::kIdle), std::memory_order_relaxed);
     // Relaxed: scans bounded by a stale hwm miss at most a worker that has
     // only just registered; it has nothing to steal yet.

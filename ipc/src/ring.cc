@@ -41,7 +41,7 @@ std::size_t Ring::try_push_batch(const std::uint32_t* values, std::size_t n) noe
       // [R1] seq_cst (release part): publishes everything the producer wrote
       // before the push (the task slot); pairs with [A1] in try_pop_batch.
       // seq_cst rather than release because the wake protocol
-      // (engine/src/wake.h) orders this store before the load of the parked
+      // (engine/src/engine.cc, notify_work) orders this store before the load of the parked
       // count, Dekker-style. On x86 a locked CAS is a full barrier anyway.
       if (cell.word.compare_exchange_strong(word, pack(empty_turn(pos) + 1, values[pushed]),
                                             std::memory_order_seq_cst,
@@ -77,7 +77,7 @@ std::size_t Ring::try_pop_batch(std::uint32_t* out, std::size_t n) noexcept {
     RingCell& cell = cells_[pos & mask_];
     // [A1] seq_cst (acquire part): pairs with [R1]; the value's referent is
     // visible. seq_cst so that a worker's re-check after announcing itself
-    // parked cannot miss a push (engine/src/wake.h).
+    // parked cannot miss a push (engine/src/engine.cc, notify_work).
     std::uint64_t word = cell.word.load(std::memory_order_seq_cst);
     const std::int32_t d = distance(word, pos);
     if (d == 1) {
@@ -109,8 +109,10 @@ bool Ring::nonempty_approx() const noexcept {
   for (std::uint64_t i = 0; i <= mask_; ++i, ++pos) {
     // seq_cst: the parked worker's re-check, see [A1].
     const std::int32_t d = distance(cells_[pos & mask_].word.load(std::memory_order_seq_cst), pos);
-    if (d == 1) return true;
-    if (d != 2) return false;
+    // Odd: full for `pos` or, when head lags a lap or more behind a consumer
+    // that has not advanced it yet, full for a later lap of this cell.
+    if (d > 0 && d % 2 == 1) return true;
+    if (d <= 0) return false;  // empty for pos: nothing was pushed beyond it
   }
   return false;
 }

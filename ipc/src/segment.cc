@@ -197,6 +197,16 @@ Result<Segment> Segment::attach(std::string_view name, std::uint32_t layout_vers
   const auto* h = reinterpret_cast<const SegmentHeader*>(seg.base_);
   const std::string who = "segment '" + cname + "'";
 
+  // [A1] acquire: pairs with [R1] in create; everything below reads what the
+  // creator wrote before it set the flag. Read first: a segment caught while
+  // being built (zero-filled, header not yet written) is "not ready", not
+  // "not a taskring segment".
+  const std::uint32_t ready = h->ready.load(std::memory_order_acquire);
+  if (ready != kReadyValue && (h->magic == kSegmentMagic || h->magic == 0)) {
+    return failed_precondition(who + " is not ready: its creator (pid " + std::to_string(h->creator_pid) +
+                               ") has not finished building it, or died while building it; "
+                               "remove it with: taskring destroy --segment " + cname);
+  }
   if (h->magic != kSegmentMagic) {
     return data_loss(who + ": magic " + hex(h->magic) + " is not a taskring segment (expected " +
                      hex(kSegmentMagic) + ")");
@@ -205,13 +215,9 @@ Result<Segment> Segment::attach(std::string_view name, std::uint32_t layout_vers
     return failed_precondition(who + ": header version " + std::to_string(h->header_version) +
                                ", this build reads version " + std::to_string(kHeaderVersion));
   }
-  // [A1] acquire: pairs with [R1] in create; everything below reads what the
-  // creator wrote before it set the flag.
-  const std::uint32_t ready = h->ready.load(std::memory_order_acquire);
   if (ready != kReadyValue) {
-    return failed_precondition(who + " is not ready: its creator (pid " + std::to_string(h->creator_pid) +
-                               ") has not finished building it, or died while building it; "
-                               "remove it with: taskring destroy --segment " + cname);
+    return failed_precondition(who + ": ready word " + hex(ready) + " is neither 0 nor the ready value " +
+                               hex(kReadyValue) + "; remove it with: taskring destroy --segment " + cname);
   }
   if (h->layout_version != layout_version) {
     return failed_precondition(who + ": layout version " + std::to_string(h->layout_version) +
@@ -236,6 +242,9 @@ Result<Segment> Segment::attach(std::string_view name, std::uint32_t layout_vers
     const SectionEntry& e = h->sections[i];
     const std::string sec = who + ": section " + std::to_string(i) + " (id " + std::to_string(e.id) + ")";
     if (e.id == 0 || e.elem_size == 0) return data_loss(sec + ": id and elem_size must be non-zero");
+    for (std::uint32_t j = 0; j < i; ++j) {
+      if (h->sections[j].id == e.id) return data_loss(sec + ": id duplicates section " + std::to_string(j));
+    }
     if (e.offset % kSectionAlign != 0 || e.offset < prev_end) {
       return data_loss(sec + ": offset " + std::to_string(e.offset) + " is misaligned or overlaps the previous section");
     }

@@ -2,12 +2,14 @@
 // every access): submit, run, wait, results, errors, detached tasks.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <deque>
 #include <thread>
 #include <vector>
 
 #include "taskring/admin.h"
 #include "taskring/client.h"
+#include "taskring/status.h"
 #include "taskring/worker.h"
 #include "test_support.h"
 
@@ -101,6 +103,109 @@ TEST_F(ClientWorkerTest, ThreadsMoveManyTasksExactlyOnce) {
   std::uint64_t done = 0;
   for (auto& w : workers) done += w->stats().succeeded;
   EXPECT_EQ(done, static_cast<std::uint64_t>(kProducers * kPerProducer));
+}
+
+// Several threads wait for the same task: a result is read once, so exactly
+// one of them gets the outcome and every other one is told "not found".
+TEST_F(ClientWorkerTest, ConcurrentWaitersOnOneTaskReadItsResultExactlyOnce) {
+  constexpr int kReaders = 3;
+#if defined(__SANITIZE_THREAD__)
+  constexpr int kRounds = 100;
+#else
+  constexpr int kRounds = 500;
+#endif
+  auto worker = make_worker();
+  std::thread wt([&] { EXPECT_TRUE(worker->run().is_ok()); });
+  for (int r = 0; r < kRounds; ++r) {
+    auto id = client_->submit("echo", std::to_string(r));
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    testing::StartBarrier start(kReaders);
+    std::array<int, kReaders> got{};       // 1: outcome, 2: not found, 3: other error
+    std::array<std::string, kReaders> value;
+    std::vector<std::thread> readers;
+    for (int k = 0; k < kReaders; ++k) {
+      readers.emplace_back([&, k] {
+        start.arrive_and_wait();
+        auto out = client_->wait(*id, 30'000'000'000);
+        if (out.is_ok()) {
+          got[k] = 1;
+          value[k] = out->value;
+        } else {
+          got[k] = out.status().code() == StatusCode::kNotFound ? 2 : 3;
+          value[k] = out.status().to_string();
+        }
+      });
+    }
+    for (auto& t : readers) t.join();
+    int winners = 0;
+    for (int k = 0; k < kReaders; ++k) {
+      ASSERT_NE(got[k], 3) << "round " << r << ": " << value[k];
+      if (got[k] == 1) {
+        ++winners;
+        EXPECT_EQ(value[k], std::to_string(r)) << "round " << r;
+      }
+    }
+    ASSERT_EQ(winners, 1) << "round " << r << ": the result was handed out " << winners << " times";
+  }
+  worker->stop();
+  wt.join();
+  auto snap = read_snapshot(guard_.name());
+  ASSERT_TRUE(snap.is_ok());
+  EXPECT_EQ(snap->free_slots, small_config().slots);
+}
+
+// peek is safe from any thread while workers run, and what it returns is a
+// consistent snapshot: a running task has started and has an owner, a
+// finished one has a start and finish time in order. The observer watches
+// the tasks at the claim frontier, where the transitions happen.
+TEST_F(ClientWorkerTest, PeekFromAnotherThreadSeesConsistentSnapshots) {
+#if defined(__SANITIZE_THREAD__)
+  constexpr int kTasks = 300, kRounds = 1;
+#else
+  constexpr int kTasks = 1000, kRounds = 20;  // one ring (1024): submitted before the worker starts
+#endif
+  auto worker = make_worker();
+  std::vector<std::string> problems;
+  std::array<int, kTaskStateCount> seen{};
+  for (int round = 0; round < kRounds && problems.empty(); ++round) {
+    std::vector<TaskId> ids;
+    for (int i = 0; i < kTasks; ++i) {
+      auto id = client_->submit("spin", "1");  // 1 µs each
+      ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+      ids.push_back(*id);
+    }
+    std::atomic<bool> done{false};
+    std::thread observer([&] {
+      std::size_t front = 0;  // tasks before it have finished
+      while (!done.load(std::memory_order_acquire) && front < ids.size()) {
+        for (std::size_t k = front; k < std::min(front + 4, ids.size()); ++k) {
+          auto info = client_->peek(ids[k]);
+          if (!info) continue;
+          ++seen[static_cast<int>(info->state)];
+          if (k == front && is_terminal(info->state)) ++front;
+          if (info->state == TaskState::kRunning && (info->start_ns == 0 || info->owner_worker < 0)) {
+            problems.push_back("task " + to_string(ids[k]) + " running with start_ns " +
+                               std::to_string(info->start_ns) + ", owner " + std::to_string(info->owner_worker));
+          }
+          if (info->state == TaskState::kPending && (info->start_ns != 0 || info->finish_ns != 0)) {
+            problems.push_back("task " + to_string(ids[k]) + " pending with start_ns " +
+                               std::to_string(info->start_ns) + ", finish_ns " + std::to_string(info->finish_ns));
+          }
+          if (is_terminal(info->state) && info->finish_ns < info->start_ns) {
+            problems.push_back("task " + to_string(ids[k]) + " finished before it started");
+          }
+          if (info->task_name != "spin") problems.push_back("task name '" + info->task_name + "'");
+        }
+      }
+    });
+    std::thread wt([&] { EXPECT_TRUE(worker->run_tasks(static_cast<std::uint64_t>(kTasks)).is_ok()); });
+    wt.join();
+    done.store(true, std::memory_order_release);
+    observer.join();
+    for (TaskId id : ids) ASSERT_TRUE(client_->wait(id, 30'000'000'000).is_ok());
+  }
+  EXPECT_TRUE(problems.empty()) << problems.size() << " inconsistent snapshots, first: " << problems.front();
+  EXPECT_GT(seen[static_cast<int>(TaskState::kRunning)], 0) << "the observer never saw a running task";
 }
 
 }  // namespace

@@ -212,7 +212,7 @@ TEST(FreeStackTest, StaleCasFailsAfterPopPopPush) {
 TEST(FreeStackStressTest, PopPushNeverSharesAnIndex) {
   constexpr std::uint32_t kCount = 8;
   constexpr int kThreads = 4;
-  const int iterations = kUnderTsan ? 20'000 : 200'000;
+  const int iterations = kUnderTsan ? 60'000 : 500'000;
   Stack st(kCount);
   st.stack().format(0, kCount);
   std::vector<std::atomic<int>> owner(kCount);

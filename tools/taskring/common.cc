@@ -37,6 +37,17 @@ int report(const Status& status, std::string_view context, std::string_view hint
   return exit_status_for(status);
 }
 
+std::string_view flag_for_message(std::string_view message, std::initializer_list<FieldFlag> fields,
+                                  std::string_view fallback) {
+  for (const FieldFlag& f : fields) {
+    if (message.size() > f.field.size() && message.substr(0, f.field.size()) == f.field &&
+        (message[f.field.size()] == ' ' || message[f.field.size()] == ':')) {
+      return f.flag;
+    }
+  }
+  return fallback;
+}
+
 namespace {
 
 std::string quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
@@ -211,6 +222,26 @@ CLI::Option* add_byte_size_option(CLI::App* app, const std::string& names, std::
         return Status::ok();
       },
       description, "BYTES", byte_size_text(target));
+}
+
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', start);
+    out.emplace_back(text.substr(start, comma - start));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+CLI::Option* add_list_option(CLI::App* app, const std::string& names, std::vector<std::string>& target,
+                             const std::string& description) {
+  return app
+      ->add_option_function<std::string>(
+          names, [&target](const std::string& text) { target = split_list(text); }, description)
+      ->type_name("NAME,...");
 }
 
 CLI::Option* add_segment_option(CLI::App* app, std::string& target) {

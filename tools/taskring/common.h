@@ -8,8 +8,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -36,6 +38,18 @@ void print_error(std::string_view context, std::string_view message, std::string
 
 // print_error for a Status, then returns exit_status_for(status).
 int report(const Status& status, std::string_view context, std::string_view hint = {});
+
+// Engine errors name a field first ("cpu 99: ...", "queue 'x': ..."). Maps
+// such a message to the flag that sets the field, so the error line can
+// name the flag too.
+struct FieldFlag {
+  std::string_view field;  // as the engine's message starts, e.g. "claim_batch"
+  std::string_view flag;   // e.g. "--batch"
+};
+// The flag of the first field that `message` starts with (followed by a
+// space or a colon), or `fallback`.
+std::string_view flag_for_message(std::string_view message, std::initializer_list<FieldFlag> fields,
+                                  std::string_view fallback);
 
 // Strict parsers. Each rejects empty text, signs, spaces, junk after the
 // number and overflow; the error message names the value and what is
@@ -70,6 +84,13 @@ CLI::Option* add_unsigned_option(CLI::App* app, const std::string& names, std::u
                                  std::uint64_t min, std::uint64_t max, const std::string& description);
 CLI::Option* add_byte_size_option(CLI::App* app, const std::string& names, std::uint64_t& target,
                                   std::uint64_t max, const std::string& description);
+
+// A comma-separated list, empty fields kept (so that "a,,b" reaches the
+// validation that rejects an empty name instead of being tidied away).
+std::vector<std::string> split_list(std::string_view text);
+// Adds option `names` taking one comma-separated list into `target`.
+CLI::Option* add_list_option(CLI::App* app, const std::string& names, std::vector<std::string>& target,
+                             const std::string& description);
 
 // Adds the required --segment option (also read from $TASKRING_SEGMENT).
 CLI::Option* add_segment_option(CLI::App* app, std::string& target);

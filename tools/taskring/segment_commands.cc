@@ -29,30 +29,6 @@ struct InitOptions {
   bool force = false;
 };
 
-// EngineConfig::validate names the field ("ring_capacity 3: ..."); say which
-// flag sets it too. Falls back to no flag for a message we do not recognise.
-std::string flag_for_config_error(const std::string& message) {
-  static constexpr std::pair<const char*, const char*> kFields[] = {
-      {"slots", "--slots"},
-      {"queues", "--queues"},
-      {"queue name", "--queues"},
-      {"ring_capacity", "--ring-capacity"},
-      {"max_payload", "--max-payload"},
-      {"payload_area", "--payload-area"},
-      {"max_workers", "--max-workers"},
-      {"deque_capacity", "--deque-capacity"},
-      {"mode", "--mode"},
-  };
-  for (const auto& [field, flag] : kFields) {
-    const std::string f = field;
-    if (message.compare(0, f.size(), f) == 0 && message.size() > f.size() &&
-        (message[f.size()] == ' ' || message[f.size()] == ':')) {
-      return flag;
-    }
-  }
-  return {};
-}
-
 std::string join(const std::vector<std::string>& items, std::string_view sep) {
   std::string out;
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -82,7 +58,19 @@ int run_init(InitOptions& o) {
   c.payload_area = o.payload_area;
   c.mode = static_cast<unsigned>(o.mode);
   if (const Status s = c.validate(); !s.is_ok()) {
-    return report(s, flag_for_config_error(s.message()), "run 'taskring init --help' for the defaults");
+    // validate() names the field ("ring_capacity 3: ..."); name the flag too.
+    const std::string_view flag = flag_for_message(s.message(),
+                                                   {{"slots", "--slots"},
+                                                    {"queues", "--queues"},
+                                                    {"queue name", "--queues"},
+                                                    {"ring_capacity", "--ring-capacity"},
+                                                    {"max_payload", "--max-payload"},
+                                                    {"payload_area", "--payload-area"},
+                                                    {"max_workers", "--max-workers"},
+                                                    {"deque_capacity", "--deque-capacity"},
+                                                    {"mode", "--mode"}},
+                                                   "init");
+    return report(s, flag, "run 'taskring init --help' for the defaults");
   }
   if (const Status s = create_segment(o.segment, c, o.force); !s.is_ok()) {
     return report(s, "init");
@@ -104,8 +92,8 @@ int run_destroy(const std::string& segment) {
 
 std::string cpu_text(int cpu) { return cpu < 0 ? "-" : std::to_string(cpu); }
 
-nlohmann::json snapshot_json(const SegmentSnapshot& s) {
-  using nlohmann::json;
+nlohmann::ordered_json snapshot_json(const SegmentSnapshot& s) {
+  using json = nlohmann::ordered_json;
   const EngineConfig& c = s.config;
   json tasks = json::object();
   for (int i = 0; i < kTaskStateCount; ++i) {
@@ -217,7 +205,7 @@ int run_status(const std::string& segment, bool json) {
   if (!snap) return report(snap.status(), "status");
   if (json) {
     const std::string text =
-        snapshot_json(*snap).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+        snapshot_json(*snap).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
     std::fputs(text.c_str(), stdout);
   } else {
     print_snapshot(*snap);
@@ -234,9 +222,7 @@ void add_segment_commands(CLI::App& app, Action& action) {
     add_segment_option(sub, o->segment);
     add_unsigned_option(sub, "--slots", o->config.slots, 0, kU32Max,
                         "Task slots: tasks in flight plus unread results");
-    sub->add_option("-q,--queues", o->queues, "Comma-separated queue names, in order; the first is the default")
-        ->delimiter(',')
-        ->type_name("NAME,...")
+    add_list_option(sub, "-q,--queues", o->queues, "Comma-separated queue names, in order; the first is the default")
         ->default_str(join(o->config.queues, ","));
     add_unsigned_option(sub, "--ring-capacity", o->config.ring_capacity, 0, kU32Max,
                         "Ring entries per queue and priority (a power of two)");

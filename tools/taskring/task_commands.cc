@@ -209,13 +209,18 @@ int run_submit(const SubmitCommand& o) {
   out.flush();
 
   if (!submit_error.is_ok()) {
+    if (submit_error.code() == StatusCode::kInvalidArgument && submitted == 0) {
+      const std::string_view flag = flag_for_message(
+          submit_error.message(),
+          {{"task name", "--task"}, {"payload", "--payload"}, {"queue", "--queue"}, {"priority", "--priority"}},
+          "submit");
+      return report(submit_error, flag, "run 'taskring status --segment " + o.segment + "' for its queues and limits");
+    }
     std::string hint;
     if (submit_error.code() == StatusCode::kResourceExhausted) {
-      hint = "start a worker to drain the queue, allow a longer --timeout, drop --no-block, or create the "
-             "segment with more --slots, --ring-capacity or --payload-area";
-    } else if (submit_error.code() == StatusCode::kInvalidArgument) {
-      hint = "run 'taskring submit --help' and 'taskring status --segment " + o.segment +
-             "' for the accepted values";
+      hint = std::string("start a worker to drain the queue, ") +
+             (o.no_block ? "drop --no-block to wait for space" : "allow a longer --timeout") +
+             ", or create the segment with more --slots, --ring-capacity or --payload-area";
     }
     return report(submit_error,
                   "submit: submitted " + std::to_string(submitted) + " of " + std::to_string(o.count) + " tasks",
@@ -258,7 +263,7 @@ int run_get(const TaskCommand& o) {
   }
 
   if (o.json) {
-    nlohmann::json doc = {{"id", to_string(info.id)},
+    nlohmann::ordered_json doc = {{"id", to_string(info.id)},
                           {"state", std::string(state_name(info.state))},
                           {"task", info.task_name},
                           {"queue", info.queue},
@@ -272,7 +277,7 @@ int run_get(const TaskCommand& o) {
                           {"start_ns", info.start_ns},
                           {"finish_ns", info.finish_ns},
                           {"consumed", consumed}};
-    const std::string text = doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    const std::string text = doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
     std::fputs(text.c_str(), stdout);
     return kExitOk;
   }

@@ -140,7 +140,9 @@ int run_worker(WorkerCommand& o) {
   Result<std::unique_ptr<Worker>> attached = Worker::attach(o.segment, o.options);
   if (!attached) {
     restore_default_handlers();
-    return report(attached.status(), "worker");
+    const Status& s = attached.status();
+    return report(s, flag_for_message(s.message(), {{"cpu", "--cpu"}, {"queue", "--queues"}, {"claim_batch", "--batch"}},
+                                      "worker"));
   }
   std::unique_ptr<Worker> worker = std::move(*attached);
   worker->register_builtins();
@@ -203,9 +205,7 @@ void add_worker_command(CLI::App& app, Action& action) {
   CLI::App* sub = app.add_subcommand(
       "worker", "Run a worker: built-in handlers plus plugins, until SIGINT/SIGTERM or the segment closes");
   add_segment_option(sub, o->segment);
-  sub->add_option("-q,--queues", o->queues, "Comma-separated queues to serve (default: all)")
-      ->delimiter(',')
-      ->type_name("NAME,...");
+  add_list_option(sub, "-q,--queues", o->queues, "Comma-separated queues to serve (default: all)");
   add_parsed_option(
       sub, "--cpu", "--cpu",
       [o](std::string_view text) -> Status {

@@ -20,7 +20,7 @@ struct EngineConfig {
   std::uint32_t ring_capacity = 16384;      // per queue and priority; power of two
   std::uint32_t max_payload = 1 << 20;      // bytes, for payloads and results
   std::uint64_t payload_area = 64 << 20;    // bytes of the shared block arena
-  std::uint32_t max_workers = 64;           // worker registry entries, 1..255
+  std::uint32_t max_workers = 64;           // worker registry entries, 1..254
   std::uint32_t deque_capacity = 256;       // per-worker claimed-task deque; power of two
   unsigned mode = 0600;                     // file mode of the segment
 

@@ -74,7 +74,7 @@ struct WorkerStats {
   std::uint64_t claimed = 0;      // tasks moved from pending to running
   std::uint64_t succeeded = 0;
   std::uint64_t failed = 0;
-  std::uint64_t cancelled = 0;    // claimed tasks found cancelled, or cancelled while running
+  std::uint64_t cancelled = 0;    // tasks this worker ran that ended cancelled (cancel requested while running)
   std::uint64_t stolen = 0;       // tasks taken from other workers' deques
   std::uint64_t parks = 0;        // times the worker went to sleep on the futex
 };

@@ -84,7 +84,7 @@ class Ring {
   [[nodiscard]] bool try_pop(std::uint32_t& out) noexcept { return try_pop_batch(&out, 1) == 1; }
 
   // True if the cell at the head position holds a value. A racy observer;
-  // with seq_cst ordering so that the park protocol (engine/src/wake.h) can
+  // with seq_cst ordering so that the park protocol (engine/src/engine.cc, notify_work) can
   // pair it with a producer's push.
   bool nonempty_approx() const noexcept;
   // tail - head, clamped to [0, capacity]. A racy observer.

@@ -1,0 +1,327 @@
+// Cancel racing claim: "exactly one of cancel and a worker's claim wins".
+// Threads over one mapping, so ThreadSanitizer sees every access.
+//
+// Oracle, per task: either cancel returned kCancelled, the handler never ran
+// for that id and the outcome is cancelled with no attempt; or the handler
+// ran exactly once, cancel returned kRequested or kAlreadyFinished, and the
+// outcome agrees (kAlreadyFinished: succeeded; kRequested: succeeded or
+// cancelled). Randomised delays; the seed is printed (TASKRING_TEST_SEED).
+#include <gtest/gtest.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine_test_util.h"
+#include "taskring/client.h"
+#include "taskring/worker.h"
+
+namespace taskring {
+namespace {
+
+using testing::kHangTimeout;
+using testing::kHangTimeoutNs;
+using testing::TestSegment;
+using testing::WorkerThread;
+
+inline void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins (yielding now and then, the machine has two cores) until `pred`;
+// false after kHangTimeout.
+template <typename Pred>
+bool spin_until(Pred&& pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kHangTimeout;
+  for (std::uint32_t i = 0; !pred(); ++i) {
+    if ((i & 63) == 63) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::yield();
+    } else {
+      cpu_pause();
+    }
+  }
+  return true;
+}
+
+// A delay drawn from the seed: none, a few pauses, many pauses, or a yield,
+// so that cancel lands before, during and after the claim.
+void random_delay(std::mt19937_64& rng) {
+  switch (rng() % 4) {
+    case 0: break;
+    case 1: for (std::uint64_t i = rng() % 64; i > 0; --i) cpu_pause(); break;
+    case 2: for (std::uint64_t i = rng() % 4000; i > 0; --i) cpu_pause(); break;
+    default: std::this_thread::yield(); break;
+  }
+}
+
+const char* outcome_name(CancelOutcome c) {
+  switch (c) {
+    case CancelOutcome::kCancelled: return "cancelled";
+    case CancelOutcome::kRequested: return "requested";
+    case CancelOutcome::kAlreadyFinished: return "already finished";
+  }
+  return "?";
+}
+
+// The "target" handler: counts its run, works ~spin_us while polling the
+// cancel flag, returns early (cancelled) if asked, else succeeds with "ran".
+Handler target_handler(std::vector<std::atomic<int>>& ran, std::int64_t spin_ns) {
+  return [&ran, spin_ns](TaskContext& ctx) {
+    const int r = std::stoi(std::string(ctx.payload()));
+    ran[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+    const auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns);
+    while (std::chrono::steady_clock::now() < end) {
+      if (ctx.cancel_requested()) return;
+    }
+    ctx.set_result("ran");
+  };
+}
+
+// Checks one task's cancel result against its outcome; returns a description
+// of the violation, or empty.
+std::string check_outcome(CancelOutcome c, const TaskOutcome& out) {
+  switch (c) {
+    case CancelOutcome::kCancelled:
+      if (out.state != TaskState::kCancelled) return "cancel won but the task ended " + std::string(state_name(out.state));
+      if (out.attempts != 0) return "cancel won but the task was claimed " + std::to_string(out.attempts) + " times";
+      if (out.start_ns != 0) return "cancel won but the task has a start time";
+      return {};
+    case CancelOutcome::kRequested:
+      if (out.attempts != 1) return "running task claimed " + std::to_string(out.attempts) + " times";
+      if (out.state == TaskState::kCancelled) return {};
+      if (out.state == TaskState::kSucceeded && out.value == "ran") return {};
+      return "cancel requested but the task ended " + std::string(state_name(out.state)) + " '" + out.value + "'";
+    case CancelOutcome::kAlreadyFinished:
+      if (out.attempts != 1) return "finished task claimed " + std::to_string(out.attempts) + " times";
+      if (out.state == TaskState::kSucceeded && out.value == "ran") return {};
+      return "cancel came too late but the task ended " + std::string(state_name(out.state)) + " '" + out.value + "'";
+  }
+  return "unknown cancel outcome";
+}
+
+TEST(CancelRaceTest, CancelAndClaimOfOnePendingTaskExactlyOneWins) {
+  const std::uint64_t seed = testing::test_seed();
+  std::mt19937_64 rng(seed);
+  const int kRounds = testing::scaled(3000, 300, 1000);
+  TestSegment seg("cancel-race");
+  ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
+  Client& client = seg.client();
+
+  std::vector<std::atomic<int>> ran(static_cast<std::size_t>(kRounds));
+  std::atomic<int> gate_in{-1};
+  std::atomic<int> gate_go{-1};
+  WorkerOptions wo;
+  wo.claim_batch = 1;  // the target stays in the ring while the gate runs
+  auto w = seg.worker(wo, false);
+  ASSERT_TRUE(w->register_handler("target", target_handler(ran, 20'000)).is_ok());
+  // Holds the worker until the test releases it, so that the worker's next
+  // claim (of the target) and the test's cancel start together.
+  ASSERT_TRUE(w->register_handler("gate", [&](TaskContext& ctx) {
+                 const int r = std::stoi(std::string(ctx.payload()));
+                 gate_in.store(r, std::memory_order_release);
+                 EXPECT_TRUE(spin_until([&] { return gate_go.load(std::memory_order_acquire) >= r; }));
+               }).is_ok());
+  ASSERT_TRUE(w->register_handler("fence", [](TaskContext& ctx) { ctx.set_result("fence"); }).is_ok());
+  WorkerThread wt(std::move(w));
+
+  SubmitOptions detached;
+  detached.detached = true;
+  std::vector<CancelOutcome> results(static_cast<std::size_t>(kRounds));
+  std::array<int, 3> tally{};
+  int cancelled_while_running = 0;
+  for (int r = 0; r < kRounds; ++r) {
+    const std::string p = std::to_string(r);
+    ASSERT_TRUE(client.submit("gate", p, detached).is_ok());
+    auto id = client.submit("target", p);
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    ASSERT_TRUE(spin_until([&] { return gate_in.load(std::memory_order_acquire) >= r; })) << "round " << r;
+    gate_go.store(r, std::memory_order_release);
+    random_delay(rng);
+    auto c = client.cancel(*id);
+    ASSERT_TRUE(c.is_ok()) << "round " << r << ": " << c.status().to_string();
+    results[static_cast<std::size_t>(r)] = *c;
+    ++tally[static_cast<int>(*c)];
+    auto out = client.wait(*id, kHangTimeoutNs);
+    ASSERT_TRUE(out.is_ok()) << "round " << r << ": " << out.status().to_string();
+    const std::string violation = check_outcome(*c, *out);
+    ASSERT_TRUE(violation.empty()) << "round " << r << " (cancel said " << outcome_name(*c) << "): " << violation;
+    if (*c != CancelOutcome::kCancelled && out->state == TaskState::kCancelled) ++cancelled_while_running;
+  }
+  // Same ring, one worker, claim_batch 1: once the fence ran, every target
+  // was popped, and a cancelled one can never run any more.
+  auto fence = client.submit("fence", "");
+  ASSERT_TRUE(fence.is_ok());
+  ASSERT_TRUE(client.wait(*fence, kHangTimeoutNs).is_ok());
+  ASSERT_TRUE(wt.stop_and_join());
+
+  int handler_runs = 0;
+  for (int r = 0; r < kRounds; ++r) {
+    const int n = ran[static_cast<std::size_t>(r)].load();
+    const int want = results[static_cast<std::size_t>(r)] == CancelOutcome::kCancelled ? 0 : 1;
+    ASSERT_EQ(n, want) << "round " << r << ": cancel said " << outcome_name(results[static_cast<std::size_t>(r)])
+                       << " but the handler ran " << n << " times";
+    handler_runs += n;
+  }
+  std::fprintf(stderr, "[ outcomes ] cancelled %d, requested %d, already finished %d (ended cancelled while running: %d)\n",
+               tally[0], tally[1], tally[2], cancelled_while_running);
+  const WorkerStats& st = wt.last_stats();
+  // Gates (kRounds) + the fence + the targets the worker won.
+  EXPECT_EQ(st.claimed, static_cast<std::uint64_t>(kRounds + 1 + handler_runs));
+  EXPECT_EQ(st.cancelled, static_cast<std::uint64_t>(cancelled_while_running));
+  const SegmentSnapshot snap = seg.snapshot();
+  EXPECT_EQ(snap.queues.at(0).cancelled, static_cast<std::uint64_t>(tally[0] + cancelled_while_running));
+  EXPECT_EQ(snap.free_slots, seg.config().slots) << "a slot leaked";
+}
+
+TEST(CancelRaceTest, CancelRacingBatchClaimsAndStealsExactlyOneWins) {
+  const std::uint64_t seed = testing::test_seed();
+  const int kTasks = testing::scaled(4000, 500, 1500);
+  TestSegment seg("cancel-steal");
+  ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
+  Client& client = seg.client();
+
+  std::vector<std::atomic<int>> ran(static_cast<std::size_t>(kTasks));
+  std::vector<std::unique_ptr<WorkerThread>> workers;
+  for (int i = 0; i < 2; ++i) {
+    WorkerOptions wo;
+    wo.claim_batch = 8;  // tasks wait in deques, where thieves take them
+    auto w = seg.worker(wo, false);
+    ASSERT_TRUE(w->register_handler("target", target_handler(ran, 2'000)).is_ok());
+    workers.push_back(std::make_unique<WorkerThread>(std::move(w)));
+  }
+
+  // The producer publishes ids; the canceller cancels about half of them,
+  // chosen by the seed, as soon as they appear.
+  std::vector<std::atomic<std::uint64_t>> ids(static_cast<std::size_t>(kTasks));
+  std::vector<int> chosen(static_cast<std::size_t>(kTasks), 0);
+  std::vector<CancelOutcome> results(static_cast<std::size_t>(kTasks));
+  std::vector<std::string> errors;
+  testing::StartBarrier start(2);
+  std::thread canceller([&] {
+    std::mt19937_64 rng(seed);
+    start.arrive_and_wait();
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (!spin_until([&] { return ids[i].load(std::memory_order_acquire) != 0; })) {
+        errors.push_back("task " + std::to_string(i) + " never published");
+        return;
+      }
+      if (rng() % 2 == 0) continue;
+      random_delay(rng);
+      auto c = client.cancel(TaskId{ids[i].load(std::memory_order_relaxed)});
+      if (!c) {
+        errors.push_back("cancel of task " + std::to_string(i) + ": " + c.status().to_string());
+        continue;
+      }
+      chosen[i] = 1;
+      results[i] = *c;
+    }
+  });
+  start.arrive_and_wait();
+  for (int i = 0; i < kTasks; ++i) {
+    auto id = client.submit("target", std::to_string(i));
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    ids[static_cast<std::size_t>(i)].store(id->value, std::memory_order_release);
+  }
+  canceller.join();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+
+  std::array<int, 3> tally{};
+  int cancelled_total = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    auto out = client.wait(TaskId{ids[k].load()}, kHangTimeoutNs);
+    ASSERT_TRUE(out.is_ok()) << "task " << i << ": " << out.status().to_string();
+    if (out->state == TaskState::kCancelled) ++cancelled_total;
+    if (!chosen[k]) {
+      ASSERT_EQ(out->state, TaskState::kSucceeded) << "task " << i << " was never cancelled";
+      ASSERT_EQ(out->attempts, 1u) << "task " << i;
+      continue;
+    }
+    ++tally[static_cast<int>(results[k])];
+    const std::string violation = check_outcome(results[k], *out);
+    ASSERT_TRUE(violation.empty()) << "task " << i << " (cancel said " << outcome_name(results[k]) << "): " << violation;
+  }
+  std::uint64_t claimed = 0;
+  for (auto& w : workers) {
+    ASSERT_TRUE(w->stop_and_join());
+    claimed += w->last_stats().claimed;
+  }
+  // The workers are gone: a task that has not run by now never will.
+  int handler_runs = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    const int n = ran[k].load();
+    const int want = chosen[k] && results[k] == CancelOutcome::kCancelled ? 0 : 1;
+    ASSERT_EQ(n, want) << "task " << i << ": handler ran " << n << " times";
+    handler_runs += n;
+  }
+  EXPECT_EQ(claimed, static_cast<std::uint64_t>(handler_runs));
+  std::fprintf(stderr, "[ outcomes ] of %d cancels: cancelled %d, requested %d, already finished %d; %d ended cancelled\n",
+               tally[0] + tally[1] + tally[2], tally[0], tally[1], tally[2], cancelled_total);
+}
+
+// A cancel request that reaches a detached (released) task while its worker
+// is completing it: the worker must still free the slot and move on. The
+// handler stores a large result, so complete() spends a while copying it
+// between reading the state word and freeing the slot; the cancel lands in
+// that window in most rounds.
+TEST(CancelRaceTest, CancelRacingTheCompletionOfADetachedTaskNeverWedgesTheWorker) {
+  const std::uint64_t seed = testing::test_seed();
+  std::mt19937_64 rng(seed);
+  const int kRounds = testing::scaled(300, 60, 150);
+  EngineConfig cfg = testing::small_config();
+  cfg.max_payload = (4 << 20) - 64;  // a copy of a few hundred microseconds
+  cfg.payload_area = 32 << 20;
+  TestSegment seg("cancel-complete", cfg);
+  ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
+  Client& client = seg.client();
+
+  const std::string big(cfg.max_payload, 'r');
+  std::atomic<int> returning{-1};
+  auto w = seg.worker({}, false);
+  ASSERT_TRUE(w->register_handler("big", [&](TaskContext& ctx) {
+                 ctx.set_result(big);
+                 returning.store(std::stoi(std::string(ctx.payload())), std::memory_order_release);
+               }).is_ok());
+  WorkerThread wt(std::move(w));
+  SubmitOptions detached;
+  detached.detached = true;
+  std::array<int, 3> tally{};
+  for (int r = 0; r < kRounds; ++r) {
+    auto id = client.submit("big", std::to_string(r), detached);
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    ASSERT_TRUE(spin_until([&] { return returning.load(std::memory_order_acquire) >= r; })) << "round " << r;
+    if (rng() % 4 != 0) {
+      for (std::uint64_t i = rng() % 300; i > 0; --i) cpu_pause();
+    }
+    auto c = client.cancel(*id);
+    // The slot may already be free (kNotFound): that is fine too.
+    if (c) ++tally[static_cast<int>(*c)];
+    const bool moved_on = testing::wait_until([&] {
+      const WorkerStats st = wt.worker().stats();
+      return st.succeeded + st.cancelled + st.failed >= static_cast<std::uint64_t>(r + 1);
+    }, std::chrono::seconds(10));
+    if (!moved_on) wt.stop_and_join(std::chrono::seconds(1));  // leaks the stuck thread quickly
+    ASSERT_TRUE(moved_on) << "round " << r << ": the worker never finished completing a detached task that "
+                          << "was cancelled while it completed (cancel said "
+                          << (c ? outcome_name(*c) : c.status().to_string().c_str())
+                          << "); worker.cc complete() retries free_slot with a stale state word";
+  }
+  std::fprintf(stderr, "[ outcomes ] requested %d, already finished %d, cancelled %d\n", tally[1], tally[2], tally[0]);
+  EXPECT_EQ(tally[0], 0) << "a running task was reported cancelled before it ran";
+  ASSERT_TRUE(wt.stop_and_join());
+  EXPECT_EQ(seg.free_slots(), cfg.slots);
+}
+
+}  // namespace
+}  // namespace taskring

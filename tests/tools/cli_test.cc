@@ -1,0 +1,611 @@
+// End-to-end tests of the taskring CLI: every test runs the real binary
+// (fork/exec, output captured) against a segment named after this process
+// and the test, and destroys that segment when it ends, whatever happened.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+constexpr const char* kCli = TASKRING_CLI_PATH;
+constexpr const char* kPlugin = TASKRING_EXAMPLE_PLUGIN_PATH;
+
+// Small sizes: quick to create, and limits are reachable.
+const std::vector<std::string> kSmall = {"--slots",       "256", "--ring-capacity", "64",
+                                         "--max-payload", "4K",  "--payload-area",  "1M",
+                                         "--max-workers", "8",   "--deque-capacity", "16"};
+
+struct RunResult {
+  int code = -1;  // exit status; 128 + signal if killed
+  std::string out;
+  std::string err;
+};
+
+int decode_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// Starts the CLI with `args`, stdout and stderr on the given descriptors,
+// stdin on /dev/null and no TASKRING_SEGMENT in its environment.
+pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd) {
+  std::vector<std::string> all = {kCli};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int in = open("/dev/null", O_RDONLY);
+    dup2(in, 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    unsetenv("TASKRING_SEGMENT");
+    execv(kCli, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Runs the CLI to completion (killed after `timeout`) and captures its output.
+RunResult run_cli(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s) {
+  int out_pipe[2];
+  int err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe failed";
+    return {};
+  }
+  const pid_t pid = spawn(args, out_pipe[1], err_pipe[1]);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  RunResult r;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  bool timed_out = false;
+  while (open_fds > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms) {
+      timed_out = true;
+      break;
+    }
+    if (poll(fds, 2, static_cast<int>(left.count())) < 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      char buf[4096];
+      const ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<std::size_t>(n));
+      } else {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (pollfd& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+  if (timed_out) kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.code = decode_status(status);
+  if (timed_out) ADD_FAILURE() << "taskring timed out and was killed; stderr: " << r.err;
+  return r;
+}
+
+// A CLI process running in the background (a worker), output kept in
+// temporary files. Killed at scope exit if still running.
+class Background {
+ public:
+  explicit Background(const std::vector<std::string>& args) {
+    out_ = fileno(out_file_);
+    err_ = fileno(err_file_);
+    pid_ = spawn(args, out_, err_);
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  ~Background() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::fclose(out_file_);
+    std::fclose(err_file_);
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // The exit status, or -1 (and the process killed) if it has not exited
+  // within `timeout`.
+  int wait(std::chrono::milliseconds timeout = 60s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (pid_ > 0) {
+      int status = 0;
+      const pid_t r = waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        pid_ = -1;
+        return decode_status(status);
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+        return -1;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return -1;
+  }
+
+  std::string err() const { return read_all(err_); }
+
+ private:
+  static std::string read_all(int fd) {
+    std::string text;
+    char buf[4096];
+    off_t offset = 0;
+    for (;;) {
+      const ssize_t n = pread(fd, buf, sizeof buf, offset);
+      if (n <= 0) break;
+      text.append(buf, static_cast<std::size_t>(n));
+      offset += n;
+    }
+    return text;
+  }
+
+  std::FILE* out_file_ = std::tmpfile();
+  std::FILE* err_file_ = std::tmpfile();
+  int out_ = -1;
+  int err_ = -1;
+  pid_t pid_ = -1;
+};
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  return s;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    segment_ = "trcli-" + std::to_string(getpid()) + "-" + info->name();
+    for (char& c : segment_) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '_';
+    }
+  }
+  void TearDown() override {
+    // Destroy through the CLI (closing wakes any worker still running),
+    // then remove the name directly in case the CLI could not.
+    (void)run_cli({"destroy", "--segment", segment_});
+    shm_unlink(("/" + segment_).c_str());
+  }
+
+  RunResult cli(std::vector<std::string> args) { return run_cli(args); }
+
+  // `taskring CMD --segment <ours> ARGS...`
+  RunResult on_segment(const std::string& cmd, std::vector<std::string> args = {}) {
+    std::vector<std::string> all = {cmd, "--segment", segment_};
+    all.insert(all.end(), args.begin(), args.end());
+    return run_cli(all);
+  }
+
+  // Creates the segment with `extra` plus those of kSmall that `extra` does
+  // not set (a flag given twice is an error); the caller ASSERTs.
+  RunResult init(std::vector<std::string> extra = {}) {
+    const auto sets = [&](const std::string& flag) {
+      for (const std::string& e : extra) {
+        if (e == flag || e.rfind(flag + "=", 0) == 0) return true;
+      }
+      return false;
+    };
+    std::vector<std::string> args = extra;
+    for (std::size_t i = 0; i + 1 < kSmall.size(); i += 2) {
+      if (!sets(kSmall[i])) args.insert(args.end(), {kSmall[i], kSmall[i + 1]});
+    }
+    return on_segment("init", args);
+  }
+
+  std::vector<std::string> worker_args(std::vector<std::string> extra) {
+    std::vector<std::string> all = {"worker", "--segment", segment_};
+    all.insert(all.end(), extra.begin(), extra.end());
+    return all;
+  }
+
+  nlohmann::json status_json() {
+    const RunResult r = on_segment("status", {"--json"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  }
+
+  // Polls status until a worker with `pid` is registered.
+  bool wait_for_worker(pid_t pid) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const nlohmann::json s = status_json();
+      if (s.is_object()) {
+        for (const auto& w : s["workers"]) {
+          if (w["pid"] == pid) return true;
+        }
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  std::string segment_;
+};
+
+// Matches "<id> <state>[ <value>]".
+::testing::AssertionResult is_result_line(const std::string& line, const std::string& state,
+                                          const std::string& value) {
+  const std::regex re("^([0-9]+) " + state + (value.empty() ? "" : " " + value) + "$");
+  if (std::regex_match(line, re)) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "'" << line << "' is not '<id> " << state << " " << value << "'";
+}
+
+// ---- usage errors ----
+
+TEST_F(CliTest, InitRejectsRingCapacityThree) {
+  const RunResult r = init({"--ring-capacity", "3"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--ring-capacity"));
+  EXPECT_THAT(r.err, HasSubstr("ring_capacity 3"));
+  EXPECT_THAT(r.err, HasSubstr("power of two"));
+  EXPECT_EQ(on_segment("status").code, 1) << "a rejected init must not create the segment";
+}
+
+TEST_F(CliTest, InitRejectsZeroSlots) {
+  const RunResult r = init({"--slots", "0"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--slots"));
+  EXPECT_THAT(r.err, HasSubstr("slots 0"));
+  EXPECT_EQ(on_segment("status").code, 1);
+}
+
+TEST_F(CliTest, InitRejectsByteSizeWithJunkSuffix) {
+  const RunResult r = init({"--max-payload", "12x"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("error: --max-payload"));
+  EXPECT_THAT(r.err, HasSubstr("'12x'"));
+  EXPECT_EQ(on_segment("status").code, 1);
+}
+
+TEST_F(CliTest, InitRejectsNegativeByteSize) {
+  const RunResult r = init({"--payload-area=-4096"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--payload-area"));
+  EXPECT_THAT(r.err, HasSubstr("'-4096'"));
+}
+
+TEST_F(CliTest, InitRejectsOverflowingByteSize) {
+  // 2^34 GiB = 2^64 bytes: one more than fits.
+  const RunResult r = init({"--payload-area", "17179869184G"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("'17179869184G'"));
+  EXPECT_THAT(r.err, HasSubstr("too large"));
+}
+
+TEST_F(CliTest, InitRejectsEmptyQueueName) {
+  const RunResult r = init({"--queues", "a,,b"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--queues"));
+  EXPECT_THAT(r.err, HasSubstr("queue name ''"));
+}
+
+TEST_F(CliTest, SubmitRejectsUnknownPriority) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--priority", "urgent"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--priority"));
+  EXPECT_THAT(r.err, HasSubstr("'urgent'"));
+  EXPECT_EQ(status_json()["queues"][0]["submitted"], 0);
+}
+
+TEST_F(CliTest, SubmitRejectsUnknownQueue) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--queue", "nope"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--queue"));
+  EXPECT_THAT(r.err, HasSubstr("'nope'"));
+}
+
+TEST_F(CliTest, GetRejectsMalformedTaskId) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("get", {"12abc"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("'12abc'"));
+}
+
+TEST_F(CliTest, WorkerRejectsMissingPluginFile) {
+  ASSERT_EQ(init().code, 0);
+  const std::string missing = "/nonexistent-dir/" + segment_ + ".so";
+  const RunResult r = run_cli(worker_args({"--plugin", missing, "--tasks", "1"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr(missing));
+}
+
+TEST_F(CliTest, WorkerRejectsPluginWithoutRegisterFunction) {
+  ASSERT_EQ(init().code, 0);
+  // libc is a loadable shared object that certainly lacks the symbol.
+  Dl_info info{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(&::getpid), &info), 0);
+  const RunResult r = run_cli(worker_args({"--plugin", info.dli_fname, "--tasks", "1"}));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("taskring_register_handlers"));
+  EXPECT_THAT(r.err, HasSubstr(info.dli_fname));
+}
+
+TEST_F(CliTest, StatusOfMissingSegmentNamesIt) {
+  const RunResult r = on_segment("status");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("'" + segment_ + "'"));
+  EXPECT_THAT(r.err, HasSubstr("does not exist"));
+}
+
+TEST_F(CliTest, VersionFlagPrintsVersion) {
+  const RunResult r = cli({"--version"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("^taskring [0-9]+\\.[0-9]+"))) << r.out;
+}
+
+TEST_F(CliTest, EveryCommandHasHelp) {
+  for (const char* cmd : {"init", "destroy", "status", "submit", "get", "cancel", "worker"}) {
+    const RunResult r = cli({cmd, "--help"});
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_THAT(r.out, HasSubstr("taskring " + std::string(cmd))) << cmd;
+    EXPECT_THAT(r.out, HasSubstr("--segment")) << cmd;
+  }
+}
+
+TEST_F(CliTest, MissingCommandIsUsageError) {
+  const RunResult r = cli({});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("Usage"));
+}
+
+// ---- segments ----
+
+TEST_F(CliTest, InitStatusDestroyRoundTrip) {
+  const RunResult created = init({"--queues", "alpha,beta"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  EXPECT_THAT(created.out, HasSubstr("'" + segment_ + "'"));
+
+  const RunResult status = on_segment("status");
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr(segment_));
+  EXPECT_THAT(status.out, HasSubstr("slots 256"));
+  EXPECT_TRUE(std::regex_search(status.out, std::regex("\nalpha +0 +0 +0 +0 +0 +0 +0 +0 +0\n"))) << status.out;
+  EXPECT_TRUE(std::regex_search(status.out, std::regex("\nbeta +0 +0 +0 +0 +0 +0 +0 +0 +0\n"))) << status.out;
+  EXPECT_THAT(status.out, HasSubstr("no workers attached"));
+
+  const RunResult destroyed = on_segment("destroy");
+  EXPECT_EQ(destroyed.code, 0) << destroyed.err;
+  const RunResult after = on_segment("status");
+  EXPECT_EQ(after.code, 1);
+  EXPECT_THAT(after.err, HasSubstr("does not exist"));
+}
+
+TEST_F(CliTest, InitRefusesExistingSegmentWithoutForce) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult again = init();
+  EXPECT_EQ(again.code, 1);
+  EXPECT_THAT(again.err, HasSubstr("'" + segment_ + "'"));
+  EXPECT_THAT(again.err, HasSubstr("already exists"));
+}
+
+TEST_F(CliTest, InitForceReplacesExistingSegment) {
+  ASSERT_EQ(init({"--queues", "first"}).code, 0);
+  const RunResult replaced = init({"--queues", "second", "--force"});
+  ASSERT_EQ(replaced.code, 0) << replaced.err;
+  EXPECT_EQ(status_json()["queues"][0]["name"], "second");
+}
+
+TEST_F(CliTest, InitAcceptsByteSizeSuffixes) {
+  const RunResult r = init({"--max-payload", "2k", "--payload-area", "2MiB"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json s = status_json();
+  EXPECT_EQ(s["config"]["max_payload"], 2048);
+  EXPECT_EQ(s["config"]["payload_area"], 2 * 1024 * 1024);
+}
+
+// ---- tasks through a worker ----
+
+TEST_F(CliTest, SubmitWaitReturnsEchoPayloads) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({"--tasks", "3"}));
+
+  const RunResult two = on_segment("submit", {"--task", "echo", "--payload", "hello world", "--count", "2", "--wait"});
+  ASSERT_EQ(two.code, 0) << two.err;
+  const std::vector<std::string> got = lines(two.out);
+  ASSERT_EQ(got.size(), 2u) << two.out;
+  EXPECT_TRUE(is_result_line(got[0], "succeeded", "hello world"));
+  EXPECT_TRUE(is_result_line(got[1], "succeeded", "hello world"));
+  EXPECT_NE(got[0], got[1]) << "two tasks must have two ids";
+
+  const RunResult one = on_segment("submit", {"--task", "echo", "--payload", "second", "--wait"});
+  ASSERT_EQ(one.code, 0) << one.err;
+  EXPECT_TRUE(is_result_line(trim(one.out), "succeeded", "second"));
+
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+  EXPECT_THAT(worker.err(), HasSubstr("succeeded 3"));
+}
+
+TEST_F(CliTest, SubmitWaitQuietPrintsSummaryOnly) {
+  // More tasks than slots: --wait must read results while it submits.
+  ASSERT_EQ(init({"--slots", "8"}).code, 0);
+  Background worker(worker_args({"--tasks", "100"}));
+  const RunResult r =
+      on_segment("submit", {"--task", "echo", "--count", "100", "--batch", "16", "--wait", "--quiet"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> got = lines(r.out);
+  ASSERT_EQ(got.size(), 1u) << r.out;
+  EXPECT_THAT(got[0], HasSubstr("100 tasks: 100 succeeded, 0 failed, 0 cancelled, 0 timed out"));
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+}
+
+TEST_F(CliTest, FailHandlerGivesFailedStateAndExitCode) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({"--tasks", "1"}));
+  const RunResult r = on_segment("submit", {"--task", "fail", "--payload", "boom", "--wait"});
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_TRUE(is_result_line(trim(r.out), "failed", "boom"));
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+  EXPECT_THAT(worker.err(), HasSubstr("failed 1"));
+}
+
+TEST_F(CliTest, PluginUpperHandlerUpperCasesPayload) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({"--plugin", kPlugin, "--tasks", "1"}));
+  const RunResult r = on_segment("submit", {"--task", "upper", "--payload", "Hello, taskring", "--wait"});
+  ASSERT_EQ(r.code, 0) << r.err << worker.err();
+  EXPECT_TRUE(is_result_line(trim(r.out), "succeeded", "HELLO, TASKRING"));
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+  EXPECT_THAT(worker.err(), HasSubstr("upper"));
+}
+
+TEST_F(CliTest, StatusJsonHasQueueCountersAfterRun) {
+  ASSERT_EQ(init({"--queues", "fast,slow"}).code, 0);
+  Background worker(worker_args({"--tasks", "4"}));
+  const RunResult ok = on_segment("submit", {"--task", "echo", "--queue", "fast", "--count", "3", "--wait", "--quiet"});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  const RunResult bad = on_segment("submit", {"--task", "fail", "--queue", "slow", "--priority", "high", "--wait"});
+  EXPECT_EQ(bad.code, 3) << bad.err;
+  ASSERT_EQ(worker.wait(), 0) << worker.err();
+
+  const nlohmann::json s = status_json();
+  ASSERT_TRUE(s.is_object());
+  EXPECT_EQ(s["segment"], segment_);
+  ASSERT_EQ(s["queues"].size(), 2u);
+  const nlohmann::json& fast = s["queues"][0];
+  EXPECT_EQ(fast["name"], "fast");
+  EXPECT_EQ(fast["submitted"], 3);
+  EXPECT_EQ(fast["claimed"], 3);
+  EXPECT_EQ(fast["succeeded"], 3);
+  EXPECT_EQ(fast["failed"], 0);
+  EXPECT_EQ(fast["cancelled"], 0);
+  const nlohmann::json& slow = s["queues"][1];
+  EXPECT_EQ(slow["name"], "slow");
+  EXPECT_EQ(slow["submitted"], 1);
+  EXPECT_EQ(slow["claimed"], 1);
+  EXPECT_EQ(slow["succeeded"], 0);
+  EXPECT_EQ(slow["failed"], 1);
+  for (const char* p : {"critical", "high", "normal", "low"}) {
+    EXPECT_EQ(fast["depth"][p], 0) << p;
+    EXPECT_EQ(slow["depth"][p], 0) << p;
+  }
+  EXPECT_EQ(s["tasks"]["pending"], 0);
+  EXPECT_EQ(s["tasks"]["running"], 0);
+}
+
+TEST_F(CliTest, GetKeepLeavesResultForALaterGet) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult submitted = on_segment("submit", {"--task", "echo", "--payload", "kept"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  Background worker(worker_args({"--tasks", "1"}));
+  ASSERT_EQ(worker.wait(), 0) << worker.err();
+
+  const RunResult kept = on_segment("get", {id, "--keep", "--json"});
+  ASSERT_EQ(kept.code, 0) << kept.err;
+  const nlohmann::json k = nlohmann::json::parse(kept.out);
+  EXPECT_EQ(k["id"], id);
+  EXPECT_EQ(k["state"], "succeeded");
+  EXPECT_EQ(k["value"], "kept");
+  EXPECT_EQ(k["consumed"], false);
+
+  const RunResult read = on_segment("get", {id, "--json"});
+  ASSERT_EQ(read.code, 0) << read.err;
+  const nlohmann::json g = nlohmann::json::parse(read.out);
+  EXPECT_EQ(g["value"], "kept");
+  EXPECT_EQ(g["consumed"], true);
+
+  const RunResult gone = on_segment("get", {id});
+  EXPECT_EQ(gone.code, 1);
+  EXPECT_THAT(gone.err, HasSubstr(id));
+}
+
+TEST_F(CliTest, CancelPendingTaskReportsCancelled) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult submitted = on_segment("submit", {"--task", "echo", "--payload", "never"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  ASSERT_TRUE(std::regex_match(id, std::regex("[0-9]+"))) << id;
+
+  const RunResult cancelled = on_segment("cancel", {id});
+  ASSERT_EQ(cancelled.code, 0) << cancelled.err;
+  EXPECT_THAT(cancelled.out, HasSubstr(id + " cancelled"));
+
+  const RunResult got = on_segment("get", {id, "--keep"});
+  ASSERT_EQ(got.code, 0) << got.err;
+  EXPECT_TRUE(std::regex_search(got.out, std::regex("\nstate +cancelled\n"))) << got.out;
+  EXPECT_EQ(status_json()["tasks"]["cancelled"], 1);
+}
+
+TEST_F(CliTest, SubmitNoBlockFailsWhenSlotsAreFull) {
+  ASSERT_EQ(init({"--slots", "1"}).code, 0);
+  ASSERT_EQ(on_segment("submit", {"--task", "echo"}).code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--no-block"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("submitted 0 of 1"));
+  EXPECT_THAT(r.err, HasSubstr("hint:"));
+}
+
+TEST_F(CliTest, SubmitWaitTimeoutReportsUnfinishedTask) {
+  ASSERT_EQ(init().code, 0);  // no worker: the task stays pending
+  const RunResult r = on_segment("submit", {"--task", "echo", "--wait", "--timeout", "0.2"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_TRUE(is_result_line(trim(r.out), "timeout", "")) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("taskring get --segment " + segment_));
+}
+
+TEST_F(CliTest, WorkerStopsCleanlyOnSigterm) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({}));
+  ASSERT_TRUE(wait_for_worker(worker.pid())) << worker.err();
+  ASSERT_EQ(kill(worker.pid(), SIGTERM), 0);
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+  EXPECT_THAT(worker.err(), HasSubstr("stopped by SIGTERM"));
+}
+
+TEST_F(CliTest, DestroyStopsRunningWorker) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({}));
+  ASSERT_TRUE(wait_for_worker(worker.pid())) << worker.err();
+  ASSERT_EQ(on_segment("destroy").code, 0);
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+  EXPECT_THAT(worker.err(), HasSubstr("segment is closing"));
+}
+
+}  // namespace
