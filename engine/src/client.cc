@@ -274,8 +274,9 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
 
 namespace {
 
-// Copies the outcome of the terminal task in `s` (state word `w`).
-Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, std::uint64_t w) {
+// Copies the outcome of the terminal task in `s` (state word `w`); its
+// result bytes only if `with_value`.
+Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, std::uint64_t w, bool with_value) {
   TaskOutcome out;
   out.id = id;
   out.state = sw::state(w);
@@ -284,6 +285,7 @@ Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, 
   out.submit_ns = s.submit_ns.load(std::memory_order_relaxed);
   out.start_ns = s.start_ns.load(std::memory_order_relaxed);
   out.finish_ns = s.finish_ns.load(std::memory_order_relaxed);
+  if (!with_value) return out;
   std::string_view bytes;
   if (!e.read_bytes(s, true, bytes)) {
     return data_loss("task " + to_string(id) + ": its result's length or block is corrupt");
@@ -303,25 +305,40 @@ Result<std::optional<TaskOutcome>> Client::try_get(TaskId id) {
   Engine& e = *engine_;
   std::uint64_t w = 0;
   TaskSlot* s = e.lookup(id, w);
-  if (s == nullptr || (w & sw::kReleased) != 0) return gone(id);
-  if (!is_terminal(sw::state(w))) return std::optional<TaskOutcome>();
-  auto out = copy_outcome(e, *s, id, w);
-  if (!out) return out.status();
-  // Consume: free the slot, or mark it released if a ring still names it.
+  if (s == nullptr) return gone(id);
   for (;;) {
     if (sw::generation(w) != id.generation() || (w & sw::kReleased) != 0 || sw::state(w) == TaskState::kFree) {
-      return gone(id);  // another reader consumed it first
+      return gone(id);  // detached, or another reader consumed it first
     }
-    if ((w & sw::kQueued) == 0) {
-      if (e.free_slot(id.slot(), w)) break;
-    } else if (s->state.compare_exchange_weak(w, w | sw::kReleased, std::memory_order_acq_rel,
-                                              std::memory_order_acquire)) {
-      // acq_rel: as [R5]; the worker that pops the index frees the slot.
-      break;
+    if (!is_terminal(sw::state(w))) return std::optional<TaskOutcome>();
+    if ((w & sw::kQueued) != 0) {
+      // Cancelled before it ran, and a ring still names it: the worker that
+      // pops it frees the slot once we mark it released. It has no value,
+      // so copy what there is first, then release.
+      auto out = copy_outcome(e, *s, id, w, false);
+      // acq_rel: as [R5]; failure: acquire, as [A3].
+      if (s->state.compare_exchange_weak(w, w | sw::kReleased, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+        if (!out) return out.status();
+        return std::optional<TaskOutcome>(std::move(out).value());
+      }
+      continue;
     }
-    // Either CAS failed and left the current word in w (acquire, as [A3]).
+    // Take the read: once released is set, nobody else frees or rewrites the
+    // slot (lookups see it as gone, cancel sees it finished), so the copy
+    // below cannot race with a reuse. acq_rel: as [R5].
+    if (!s->state.compare_exchange_weak(w, w | sw::kReleased, std::memory_order_acq_rel,
+                                        std::memory_order_acquire)) {
+      continue;
+    }
+    w |= sw::kReleased;
+    auto out = copy_outcome(e, *s, id, w, true);
+    // Only we may change a terminal, released, unqueued word; a failure here
+    // means another process corrupted it, and the slot is then left alone.
+    (void)e.free_slot(id.slot(), w);
+    if (!out) return out.status();
+    return std::optional<TaskOutcome>(std::move(out).value());
   }
-  return std::optional<TaskOutcome>(std::move(out).value());
 }
 
 Result<TaskOutcome> Client::wait(TaskId id, std::int64_t timeout_ns) {

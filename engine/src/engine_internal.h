@@ -87,7 +87,7 @@ class Engine {
   // After a worker with queue set `mask` put tasks in its deque: wakes one
   // parked worker that may steal them (whose queue set includes `mask`).
   void notify_thief(std::uint64_t mask) noexcept;
-  // Wakes every parked worker (stop, destroy).
+  // Wakes every worker's futex word (destroy_segment).
   void wake_all_workers() noexcept;
   // After making room (ring pop, slot or block freed): wakes producers
   // waiting for room, if any.

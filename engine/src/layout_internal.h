@@ -51,9 +51,9 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   std::uint32_t reserved0;
   std::uint8_t reserved1[kFalseSharingRange - 48];
 
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> reserved_wake;  // 0, unused
   // Workers parked right now; each parks on its own WorkerEntry::wake_seq.
   // Producers look further only when this is non-zero.
-  alignas(kFalseSharingRange) std::atomic<std::uint32_t> reserved_wake;  // 0
   std::atomic<std::uint32_t> parked_workers;
   // Producers waiting for room park on space_seq; whoever frees room bumps it
   // when space_waiters != 0.

@@ -4,7 +4,9 @@
 //      the anti-starvation rule, keep the first task and put the rest in the
 //      deque where idle workers can steal them;
 //   3. else steal half of another worker's deque;
-//   4. else spin, yield, and park on the segment's work futex.
+//   4. else spin, yield, and park on this worker's own futex word
+//      (WorkerEntry::wake_seq), which producers bump only for parked workers
+//      that serve their queue (Engine::notify_work).
 #include "taskring/worker.h"
 
 #include <pthread.h>

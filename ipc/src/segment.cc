@@ -202,6 +202,8 @@ Result<Segment> Segment::attach(std::string_view name, std::uint32_t layout_vers
   // being built (zero-filled, header not yet written) is "not ready", not
   // "not a taskring segment".
   const std::uint32_t ready = h->ready.load(std::memory_order_acquire);
+  // A valid magic with any ready value but the ready one is "not ready";
+  // so is an all-zero header (the file was sized but not yet written).
   if (ready != kReadyValue && (h->magic == kSegmentMagic || h->magic == 0)) {
     return failed_precondition(who + " is not ready: its creator (pid " + std::to_string(h->creator_pid) +
                                ") has not finished building it, or died while building it; "
@@ -214,10 +216,6 @@ Result<Segment> Segment::attach(std::string_view name, std::uint32_t layout_vers
   if (h->header_version != kHeaderVersion) {
     return failed_precondition(who + ": header version " + std::to_string(h->header_version) +
                                ", this build reads version " + std::to_string(kHeaderVersion));
-  }
-  if (ready != kReadyValue) {
-    return failed_precondition(who + ": ready word " + hex(ready) + " is neither 0 nor the ready value " +
-                               hex(kReadyValue) + "; remove it with: taskring destroy --segment " + cname);
   }
   if (h->layout_version != layout_version) {
     return failed_precondition(who + ": layout version " + std::to_string(h->layout_version) +

@@ -431,13 +431,21 @@ TEST_F(StateMachineTest, CancelOfRunningSleepRequestsAndEndsItCancelled) {
 TEST_F(StateMachineTest, HandlerSeesTheCancelRequestAndPeekReportsIt) {
   auto w = seg_.worker({}, false);
   std::optional<Result<TaskInfo>> seen;
+  // The handler runs on the worker's thread and peeks through a client of
+  // its own. Each attach maps the segment at its own address, and TSan
+  // tracks synchronisation per address: had the handler read the slot
+  // through the test's client, whose mapping the test thread later frees
+  // the slot through, TSan would not see the worker's completion (made
+  // through the worker's mapping) order the two, and would report a race.
+  auto observer = Client::attach(seg_.name());
+  ASSERT_TRUE(observer.is_ok()) << observer.status().to_string();
   ASSERT_TRUE(w->register_handler("until_cancelled", [&](TaskContext& ctx) {
                  // Bounded, so a lost cancel fails the test instead of hanging it.
                  const auto deadline = std::chrono::steady_clock::now() + testing::kHangTimeout;
                  while (!ctx.cancel_requested() && std::chrono::steady_clock::now() < deadline) {
                    std::this_thread::sleep_for(1ms);
                  }
-                 seen.emplace(client().peek(ctx.id()));
+                 seen.emplace(observer->peek(ctx.id()));
                }).is_ok());
   auto id = client().submit("until_cancelled", "");
   ASSERT_TRUE(id.is_ok());

@@ -573,6 +573,47 @@ TEST_F(CliTest, CancelPendingTaskReportsCancelled) {
   EXPECT_EQ(status_json()["tasks"]["cancelled"], 1);
 }
 
+TEST_F(CliTest, CancelRunningTaskRequestsCancel) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({"--tasks", "1"}));
+  // sleep polls its cancel flag, so a requested cancel ends it early.
+  const RunResult submitted = on_segment("submit", {"--task", "sleep", "--payload", "60000"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  std::string state;
+  while (state != "running" && std::chrono::steady_clock::now() < deadline) {
+    const RunResult peek = on_segment("get", {id, "--keep", "--json"});
+    ASSERT_EQ(peek.code, 0) << peek.err;
+    state = nlohmann::json::parse(peek.out)["state"];
+  }
+  ASSERT_EQ(state, "running");
+
+  const RunResult cancelled = on_segment("cancel", {id});
+  ASSERT_EQ(cancelled.code, 0) << cancelled.err;
+  EXPECT_THAT(cancelled.out, HasSubstr(id + " cancel-requested"));
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+  const RunResult got = on_segment("get", {id, "--json"});
+  ASSERT_EQ(got.code, 0) << got.err;
+  EXPECT_EQ(nlohmann::json::parse(got.out)["state"], "cancelled");
+}
+
+TEST_F(CliTest, PayloadFileIsSentAndResultEscaped) {
+  ASSERT_EQ(init().code, 0);
+  const std::string path = ::testing::TempDir() + segment_ + ".payload";
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  std::fputs("line one\nback\\slash", f);
+  std::fclose(f);
+  Background worker(worker_args({"--tasks", "1"}));
+  const RunResult r = on_segment("submit", {"--task", "echo", "--payload-file", path, "--wait"});
+  std::remove(path.c_str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  // One line per task: the newline and the backslash come back escaped.
+  EXPECT_TRUE(is_result_line(trim(r.out), "succeeded", "line one\\\\nback\\\\\\\\slash")) << r.out;
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+}
+
 TEST_F(CliTest, SubmitNoBlockFailsWhenSlotsAreFull) {
   ASSERT_EQ(init({"--slots", "1"}).code, 0);
   ASSERT_EQ(on_segment("submit", {"--task", "echo"}).code, 0);

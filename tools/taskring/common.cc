@@ -247,7 +247,7 @@ CLI::Option* add_list_option(CLI::App* app, const std::string& names, std::vecto
 CLI::Option* add_segment_option(CLI::App* app, std::string& target) {
   return app
       ->add_option("-s,--segment", target,
-                   "Name of the shared-memory segment (A-Z a-z 0-9 . _ -; also $TASKRING_SEGMENT)")
+                   "Name of the shared-memory segment (A-Z a-z 0-9 . _ -)")
       ->type_name("NAME")
       ->envname("TASKRING_SEGMENT")
       ->required();

@@ -1,7 +1,9 @@
 #include "task_commands.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <memory>
@@ -23,6 +25,7 @@ struct SubmitCommand {
   std::string segment;
   std::string task;
   std::string payload;
+  std::string payload_file;  // "-" for stdin
   std::string queue;
   Priority priority = Priority::kNormal;
   std::uint64_t count = 1;
@@ -137,7 +140,29 @@ class ResultCollector {
   Status error_;
 };
 
-int run_submit(const SubmitCommand& o) {
+// Reads all of `path` ("-": stdin) as bytes.
+Result<std::string> read_payload_file(const std::string& path) {
+  std::FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    return invalid_argument("'" + path + "': cannot open: " + std::strerror(errno));
+  }
+  std::string bytes;
+  char buf[65536];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  const int err = errno;
+  if (f != stdin) std::fclose(f);
+  if (failed) return invalid_argument("'" + path + "': read failed: " + std::strerror(err));
+  return bytes;
+}
+
+int run_submit(SubmitCommand& o) {
+  if (!o.payload_file.empty()) {
+    Result<std::string> bytes = read_payload_file(o.payload_file);
+    if (!bytes) return report(bytes.status(), "--payload-file");
+    o.payload = std::move(*bytes);
+  }
   Result<Client> attached = Client::attach(o.segment);
   if (!attached) return report(attached.status(), "submit");
   Client& client = *attached;
@@ -308,7 +333,7 @@ int run_get(const TaskCommand& o) {
     const char* key = info.state == TaskState::kSucceeded ? "result"
                       : info.state == TaskState::kFailed  ? "error"
                                                           : "reason";
-    field(key, escape_value(info.value));
+    field(key, info.value.empty() ? "(empty)" : escape_value(info.value));
     field("read", consumed ? "yes: the result is freed; a second get reports not found"
                            : "no: the result is kept until read (--keep)");
   }
@@ -342,14 +367,14 @@ int run_cancel(const TaskCommand& o) {
 
 CLI::Option* add_task_id(CLI::App* sub, TaskId& target) {
   return add_parsed_option(
-             sub, "id", "ID",
+             sub, "ID", "ID",
              [&target](std::string_view text) -> Status {
                Result<TaskId> id = parse_task_id(text);
                if (!id) return id.status();
                target = *id;
                return Status::ok();
              },
-             "Task id as printed by submit", "ID")
+             "Task id as printed by submit", "")
       ->required();
 }
 
@@ -363,8 +388,11 @@ void add_task_commands(CLI::App& app, Action& action) {
     sub->add_option("-t,--task", o->task, "Handler name (e.g. noop, echo, sleep, spin, fail)")
         ->type_name("NAME")
         ->required();
-    sub->add_option("-p,--payload", o->payload, "Payload bytes, passed to the handler as-is")
-        ->type_name("TEXT");
+    CLI::Option* payload =
+        sub->add_option("-p,--payload", o->payload, "Payload bytes, passed to the handler as-is")->type_name("TEXT");
+    sub->add_option("--payload-file", o->payload_file, "Read the payload from FILE ('-': standard input)")
+        ->type_name("FILE")
+        ->excludes(payload);
     sub->add_option("-q,--queue", o->queue, "Queue name (default: the segment's first queue)")->type_name("NAME");
     add_parsed_option(
         sub, "--priority", "--priority",

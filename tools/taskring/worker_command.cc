@@ -215,10 +215,11 @@ void add_worker_command(CLI::App& app, Action& action) {
         return Status::ok();
       },
       "Pin the worker to this CPU (default: no pinning)", "N");
-  sub->add_option("--plugin", o->plugins,
-                  "Shared object exporting taskring_register_handlers (repeatable)")
+  CLI::Validator existing_file = CLI::ExistingFile;
+  existing_file.description("");  // keep "FILE.so" as the whole type name in --help
+  sub->add_option("--plugin", o->plugins, "Shared object exporting taskring_register_handlers (repeatable)")
       ->type_name("FILE.so")
-      ->check(CLI::ExistingFile);
+      ->check(existing_file);
   add_unsigned_option(sub, "--batch", o->options.claim_batch, 1, UINT32_MAX,
                       "Tasks claimed from a queue ring at once (at most the segment's deque capacity)");
   sub->add_flag("--no-steal", o->no_steal, "Never take work from other workers' deques");
