@@ -19,7 +19,8 @@ Status destroy_segment(std::string_view name) {
   auto engine = detail::Engine::attach(name, ipc::Access::kReadWrite);
   if (!engine) {
     const StatusCode code = engine.status().code();
-    if (code == StatusCode::kNotFound || code == StatusCode::kPermissionDenied) return engine.status();
+    if (code == StatusCode::kNotFound) return not_found("segment '" + std::string(name) + "' does not exist");
+    if (code == StatusCode::kPermissionDenied) return engine.status();
     // A segment that fails validation cannot have live users of this build:
     // remove it, and say why it could not be closed politely.
     TASKRING_RETURN_IF_ERROR(ipc::Segment::remove(name));

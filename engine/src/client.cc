@@ -274,6 +274,18 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
 
 namespace {
 
+// The finish time of the task in `s` (state word `w`): the worker's, or for
+// a task cancelled before it ran, the winning canceller's stamp.
+std::int64_t finish_time(const TaskSlot& s, std::uint64_t w, std::int64_t submit_ns, std::int64_t start_ns) {
+  if (sw::state(w) == TaskState::kCancelled && start_ns == 0) {
+    const std::uint64_t stamp = s.cancel_stamp.load(std::memory_order_relaxed);  // ordered by [R4]/[A3]
+    if (static_cast<std::uint32_t>(stamp >> 32) == sw::generation(w)) {
+      return submit_ns + detail::cancel_stamp_delay_ns(stamp);
+    }
+  }
+  return s.finish_ns.load(std::memory_order_relaxed);  // ordered by [R4]/[A3]
+}
+
 // Copies the outcome of the terminal task in `s` (state word `w`); its
 // result bytes only if `with_value`.
 Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, std::uint64_t w, bool with_value) {
@@ -284,7 +296,7 @@ Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, 
   // Relaxed: ordered by the acquire of the terminal state word ([A3]).
   out.submit_ns = s.submit_ns.load(std::memory_order_relaxed);
   out.start_ns = s.start_ns.load(std::memory_order_relaxed);
-  out.finish_ns = s.finish_ns.load(std::memory_order_relaxed);
+  out.finish_ns = finish_time(s, w, out.submit_ns, out.start_ns);
   if (!with_value) return out;
   std::string_view bytes;
   if (!e.read_bytes(s, true, bytes)) {
@@ -375,7 +387,9 @@ Result<TaskInfo> Client::peek(TaskId id) const {
   for (int attempt = 0; attempt < 1000; ++attempt) {
     std::uint64_t w = 0;
     const TaskSlot* s = e.lookup(id, w);
-    if (s == nullptr) return gone(id);
+    // A finished task whose result was read (or that was detached) is gone,
+    // even if a ring still names its slot.
+    if (s == nullptr || ((w & sw::kReleased) != 0 && is_terminal(sw::state(w)))) return gone(id);
     TaskInfo info;
     info.id = id;
     info.state = sw::state(w);
@@ -389,7 +403,9 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     // Relaxed: validated by the seqlock-style re-read of the state word below.
     info.submit_ns = s->submit_ns.load(std::memory_order_relaxed);
     info.start_ns = s->start_ns.load(std::memory_order_relaxed);
-    info.finish_ns = s->finish_ns.load(std::memory_order_relaxed);
+    // The worker stores finish_ns just before its completion CAS, so only a
+    // terminal word vouches for it.
+    info.finish_ns = is_terminal(info.state) ? finish_time(*s, w, info.submit_ns, info.start_ns) : 0;
     if (is_terminal(info.state)) {
       std::string_view bytes;
       if (e.read_bytes(*s, true, bytes)) info.value.assign(bytes);
@@ -417,11 +433,15 @@ Result<CancelOutcome> Client::cancel(TaskId id) {
     const TaskState st = sw::state(w);
     if (is_terminal(st)) return CancelOutcome::kAlreadyFinished;
     if (st == TaskState::kPending) {
-      // Relaxed, before the CAS that publishes it; if the CAS loses, the
-      // winner's own store of finish_ns comes later and prevails.
-      s->finish_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+      // We do not own the slot, so finish_ns is not ours to write: a losing
+      // canceller, or one whose id went stale, would leave a trace on the
+      // task that won. The stamp is tagged with our generation instead.
+      // Relaxed, before the CAS that publishes it.
+      s->cancel_stamp.store(detail::make_cancel_stamp(id.generation(), ipc::monotonic_ns() -
+                                                      s->submit_ns.load(std::memory_order_relaxed)),
+                            std::memory_order_relaxed);
       // [R4] seq_cst: the terminal transition; wins against the worker's claim
-      // CAS on the same word (exactly one succeeds), publishes finish_ns, and
+      // CAS on the same word (exactly one succeeds), publishes the stamp, and
       // is ordered before notify_done's waiter check ([S5]).
       if (s->state.compare_exchange_weak(w, sw::with_state(w, TaskState::kCancelled), std::memory_order_seq_cst,
                                          std::memory_order_acquire)) {

@@ -18,7 +18,7 @@
 
 namespace taskring::detail {
 
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;
 
 // Section ids in the segment directory.
 enum SectionId : std::uint32_t {
@@ -145,13 +145,20 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::atomic<std::int64_t> submit_ns; // 48: CLOCK_MONOTONIC
   std::atomic<std::int64_t> start_ns;  // 56
   std::atomic<std::int64_t> finish_ns; // 64
-  std::uint64_t reserved1[3];          // 72: room for run-at, deadline, retry policy
+  // 72: when a canceller won against the claim: [generation:32 | delay:32],
+  // delay since submit_ns in microseconds, or in milliseconds with bit 31
+  // set when longer than 2^31 us. Written before the cancel CAS; tagged with
+  // the generation so that a losing or stale canceller leaves no trace on a
+  // later task in the slot. Read only for tasks cancelled before they ran.
+  std::atomic<std::uint64_t> cancel_stamp;
+  std::uint64_t reserved1[2];          // 80: room for run-at, deadline, retry policy
   char name[kMaxTaskNameLength + 1];   // 96: task name (not NUL-terminated: name_len)
   std::uint8_t inline_payload[kInlineBytes];  // 144
   std::uint8_t inline_result[kInlineBytes];   // 200
 };
 static_assert(sizeof(TaskSlot) == 256);
 static_assert(offsetof(TaskSlot, next_free) == 16);
+static_assert(offsetof(TaskSlot, cancel_stamp) == 72);
 static_assert(offsetof(TaskSlot, name) == 96);
 static_assert(offsetof(TaskSlot, inline_payload) == 144);
 static_assert(offsetof(TaskSlot, inline_result) == 200);
@@ -190,6 +197,22 @@ struct alignas(kFalseSharingRange) WorkerEntry {
 static_assert(offsetof(WorkerEntry, current_slot) == 56);
 static_assert(offsetof(WorkerEntry, wake_seq) == kFalseSharingRange);
 static_assert(sizeof(WorkerEntry) == 2 * kFalseSharingRange + kMaxQueues * 32);
+// Encodes and decodes TaskSlot::cancel_stamp.
+constexpr std::uint64_t make_cancel_stamp(std::uint32_t generation, std::int64_t delay_ns) noexcept {
+  const std::uint64_t us = delay_ns < 0 ? 0 : static_cast<std::uint64_t>(delay_ns) / 1000;
+  std::uint64_t field = us;
+  if (us >= (1u << 31)) {
+    const std::uint64_t ms = us / 1000;
+    field = (1u << 31) | (ms >= (1u << 31) ? (1u << 31) - 1 : ms);
+  }
+  return (std::uint64_t{generation} << 32) | field;
+}
+constexpr std::int64_t cancel_stamp_delay_ns(std::uint64_t stamp) noexcept {
+  const auto field = static_cast<std::uint32_t>(stamp);
+  const std::int64_t v = field & ((1u << 31) - 1);
+  return (field >> 31) != 0 ? v * 1'000'000 : v * 1000;
+}
+
 constexpr std::uint32_t claim_pid(std::uint64_t c) noexcept { return static_cast<std::uint32_t>(c); }
 constexpr std::uint32_t claim_incarnation(std::uint64_t c) noexcept { return static_cast<std::uint32_t>(c >> 32); }
 inline constexpr int kCounterClaimed = 0, kCounterSucceeded = 1, kCounterFailed = 2, kCounterCancelled = 3;

@@ -1,4 +1,5 @@
 #include <charconv>
+#include <cstdio>
 #include <set>
 #include <string>
 
@@ -105,7 +106,9 @@ Status EngineConfig::validate() const {
     return invalid_argument("deque_capacity " + num(deque_capacity) + ": must be a power of two between 16 and 65536");
   }
   if ((mode & ~0777u) != 0 || (mode & 0600u) != 0600u) {
-    return invalid_argument("mode " + num(mode) + ": must be within 0777 and include owner read and write (0600)");
+    char octal[16];
+    std::snprintf(octal, sizeof octal, "0%o", mode);
+    return invalid_argument(std::string("mode ") + octal + ": must be within 0777 and include owner read and write (0600)");
   }
   return Status::ok();
 }

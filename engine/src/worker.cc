@@ -74,6 +74,12 @@ class WorkerImpl {
   }
 
   Status run(std::uint64_t limit);
+  std::vector<std::string> handler_names() const {
+    std::vector<std::string> names;
+    for (const auto& [name, h] : handlers_) names.push_back(name);
+    std::sort(names.begin(), names.end());
+    return names;
+  }
   void stop() noexcept {
     // Relaxed: a flag polled by run(); the futex wake below is what makes a
     // parked worker look at it.
@@ -528,6 +534,7 @@ Status Worker::run() { return impl_->run(0); }
 Status Worker::run_tasks(std::uint64_t n) { return n == 0 ? Status::ok() : impl_->run(n); }
 void Worker::stop() noexcept { impl_->stop(); }
 int Worker::index() const noexcept { return static_cast<int>(impl_->index()); }
+std::vector<std::string> Worker::handler_names() const { return impl_->handler_names(); }
 WorkerStats Worker::stats() const noexcept { return impl_->stats(); }
 
 }  // namespace taskring

@@ -134,7 +134,7 @@ TEST(MultiprocessTest, FourProducersTwoWorkersCompleteEveryTaskExactlyOnce) {
 // 3 producers and 4 workers on a 2-core machine: everyone parks and wakes;
 // nothing is asserted about time beyond the test's timeout.
 TEST(MultiprocessTest, OversubscribedProcessesStillFinish) {
-  run_scenario({"mp-over", 3, kPerProducer / 2, 4, 256});
+  run_scenario({"mp-over", 3, kPerProducer, 4, 256});
 }
 
 // Many small windows: producers park on results all the time.

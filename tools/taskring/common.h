@@ -66,10 +66,10 @@ Result<std::int64_t> parse_seconds(std::string_view text);
 // An octal file mode such as 0600 or 660.
 Result<std::uint64_t> parse_octal_mode(std::string_view text);
 
-// Adds option `names` to `app` whose value goes through `parse` into
-// `target`; a parse error becomes a CLI11 ValidationError that reads
-// "<flag>: <message>", so it exits with kExitUsage. `default_text`, when not
-// empty, is shown as the default in --help. `parse` stores the value itself.
+// Adds option `names` to `app`; its text goes to `parse`, which checks it and
+// stores the value where it belongs. A non-OK Status from `parse` becomes a
+// CLI11 ValidationError reading "<flag>: <message>", so the command exits
+// with kExitUsage. `default_text`, when not empty, is shown in --help.
 CLI::Option* add_parsed_option(CLI::App* app, const std::string& names, const std::string& flag,
                                std::function<Status(std::string_view)> parse,
                                const std::string& description, const std::string& type_name,

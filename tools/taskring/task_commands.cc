@@ -271,6 +271,7 @@ int run_get(const TaskCommand& o) {
   TaskInfo info = std::move(*peeked);
 
   bool consumed = false;
+  bool read_elsewhere = false;
   if (is_terminal(info.state) && !o.keep) {
     Result<std::optional<TaskOutcome>> taken = client.try_get(o.id);
     if (taken.is_ok() && taken->has_value()) {
@@ -282,6 +283,8 @@ int run_get(const TaskCommand& o) {
       info.finish_ns = outcome.finish_ns;
     } else if (!taken.is_ok() && taken.status().code() != StatusCode::kNotFound) {
       return report(taken.status(), "get: reading the result of task " + to_string(o.id));
+    } else if (!taken.is_ok()) {
+      read_elsewhere = true;
     }
     // Not found here means another reader took the result between peek and
     // try_get: what peek showed is still the task's final state.
@@ -301,7 +304,8 @@ int run_get(const TaskCommand& o) {
                           {"submit_ns", info.submit_ns},
                           {"start_ns", info.start_ns},
                           {"finish_ns", info.finish_ns},
-                          {"consumed", consumed}};
+                          {"consumed", consumed},
+                          {"already_read", read_elsewhere}};
     const std::string text = doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
     std::fputs(text.c_str(), stdout);
     return kExitOk;
@@ -334,8 +338,9 @@ int run_get(const TaskCommand& o) {
                       : info.state == TaskState::kFailed  ? "error"
                                                           : "reason";
     field(key, info.value.empty() ? "(empty)" : escape_value(info.value));
-    field("read", consumed ? "yes: the result is freed; a second get reports not found"
-                           : "no: the result is kept until read (--keep)");
+    field("read", consumed         ? "yes: the result is freed; a second get reports not found"
+                  : read_elsewhere ? "already: another reader took the result"
+                                   : "no: the result is kept until read (--keep)");
   }
   std::fputs(out.c_str(), stdout);
   return kExitOk;

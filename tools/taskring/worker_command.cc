@@ -159,12 +159,11 @@ int run_worker(WorkerCommand& o) {
 
   std::fprintf(stderr,
                "worker %d (pid %d) attached to segment '%s': queues %s, cpu %s, claim batch %u, stealing %s; "
-               "handlers: built-ins%s%s\n",
+               "handlers: %s\n",
                worker->index(), static_cast<int>(getpid()), o.segment.c_str(),
                o.queues.empty() ? "(all)" : join(o.queues).c_str(),
                o.options.cpu < 0 ? "-" : std::to_string(o.options.cpu).c_str(), o.options.claim_batch,
-               o.options.steal ? "on" : "off", plugin_handlers.empty() ? "" : ", ",
-               join(plugin_handlers).c_str());
+               o.options.steal ? "on" : "off", join(worker->handler_names()).c_str());
 
   const std::int64_t start_ns = monotonic_now_ns();
   Status run_status;

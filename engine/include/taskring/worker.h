@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "taskring/base/status.h"
 #include "taskring/options.h"
@@ -102,6 +103,8 @@ class Worker : public HandlerRegistry {
   // Asks run() to return; wakes the worker if it is parked. Async-signal-safe.
   void stop() noexcept;
 
+  // Names of the registered handlers, sorted.
+  std::vector<std::string> handler_names() const;
   int index() const noexcept;
   WorkerStats stats() const noexcept;
 
