@@ -87,7 +87,7 @@ struct TaskInfo {
   std::string value;       // result or error, for terminal states
   std::int64_t submit_ns = 0;
   std::int64_t start_ns = 0;
-  std::int64_t finish_ns = 0;
+  std::int64_t finish_ns = 0;  // 0 until the task is terminal
 };
 
 }  // namespace taskring
