@@ -40,6 +40,6 @@ echo "== build 3/3: TSan (concurrency tests)"
 build build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTASKRING_SANITIZE=thread -DTASKRING_BUILD_TOOLS=OFF
 # TSan of gcc 12 cannot map its shadow with the kernel's full ASLR entropy;
 # setarch -R runs the tests without address randomisation.
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=7 \
   setarch "$(uname -m)" -R ctest --test-dir build/tsan --output-on-failure --no-tests=error -j "$jobs" -L concurrency
 echo "== all test builds passed"

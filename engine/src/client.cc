@@ -108,7 +108,7 @@ Result<std::uint32_t> allocate_slot(Engine& e, const SubmitOptions& o, std::int6
 Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const SubmitOptions& o,
                  std::string_view task, std::string_view payload, std::int64_t& deadline) {
   TaskSlot& s = e.slot(index);
-  s.queue = static_cast<std::uint16_t>(queue);
+  s.queue.store(static_cast<std::uint16_t>(queue), std::memory_order_relaxed);  // published by [R3]
   s.priority = static_cast<std::uint8_t>(o.priority);
   s.name_len = static_cast<std::uint8_t>(task.size());
   std::memcpy(s.name, task.data(), task.size());
@@ -382,6 +382,51 @@ Result<TaskOutcome> Client::wait(TaskId id, std::int64_t timeout_ns) {
   }
 }
 
+namespace {
+
+// peek is a seqlock reader: it copies plain fields of a slot it does not
+// own and keeps the copy only if the state word did not change meanwhile.
+// A copy that raced with the slot's reuse is discarded, so the race is
+// benign by design; these readers are left out of ThreadSanitizer's
+// instrumentation (it cannot see the validation), and use volatile so the
+// compiler reads each byte once and keeps no copy in registers.
+#if defined(__SANITIZE_THREAD__)
+#define TASKRING_SEQLOCK_READER __attribute__((no_sanitize("thread"), noinline))
+#else
+#define TASKRING_SEQLOCK_READER
+#endif
+
+template <typename T>
+TASKRING_SEQLOCK_READER T racy_read(const T& field) {
+  return *static_cast<const volatile T*>(&field);
+}
+
+TASKRING_SEQLOCK_READER void racy_copy(std::string& out, const void* src, std::size_t n) {
+  out.resize(n);
+  const auto* from = static_cast<const volatile char*>(src);
+  for (std::size_t i = 0; i < n; ++i) out[i] = from[i];
+}
+
+// The result bytes of `s`, copied racily; false if the recorded length or
+// block is out of bounds (then nothing is read).
+bool racy_copy_result(const Engine& e, const TaskSlot& s, std::string& out) {
+  const std::uint32_t len = racy_read(s.result_len);
+  const std::uint32_t block = racy_read(s.result_block);
+  if (block == detail::kNoBlock) {
+    if (len > detail::kInlineBytes) return false;
+    racy_copy(out, s.inline_result, len);
+    return true;
+  }
+  // A block's header is written once, when the block is first cut, before
+  // any slot can name it: resolve never races with a header write.
+  const std::span<std::byte> data = e.arena().resolve(block);
+  if (data.empty() || len > data.size()) return false;
+  racy_copy(out, data.data(), len);
+  return true;
+}
+
+}  // namespace
+
 Result<TaskInfo> Client::peek(TaskId id) const {
   const Engine& e = *engine_;
   for (int attempt = 0; attempt < 1000; ++attempt) {
@@ -396,24 +441,25 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     info.attempts = sw::attempts(w);
     info.owner_worker = sw::owner(w);
     info.cancel_requested = (w & sw::kCancelReq) != 0;
-    info.task_name.assign(s->name, std::min<std::size_t>(s->name_len, kMaxTaskNameLength));
-    info.queue = std::string(e.queue_name(s->queue));
-    info.priority = static_cast<Priority>(s->priority & 3);
-    info.payload_bytes = s->payload_len;
+    racy_copy(info.task_name, s->name, std::min<std::size_t>(racy_read(s->name_len), kMaxTaskNameLength));
+    info.queue = std::string(e.queue_name(s->queue.load(std::memory_order_relaxed)));
+    info.priority = static_cast<Priority>(racy_read(s->priority) & 3);
+    info.payload_bytes = racy_read(s->payload_len);
     // Relaxed: validated by the seqlock-style re-read of the state word below.
     info.submit_ns = s->submit_ns.load(std::memory_order_relaxed);
     info.start_ns = s->start_ns.load(std::memory_order_relaxed);
     // The worker stores finish_ns just before its completion CAS, so only a
     // terminal word vouches for it.
     info.finish_ns = is_terminal(info.state) ? finish_time(*s, w, info.submit_ns, info.start_ns) : 0;
-    if (is_terminal(info.state)) {
-      std::string_view bytes;
-      if (e.read_bytes(*s, true, bytes)) info.value.assign(bytes);
-    }
+    if (is_terminal(info.state)) racy_copy_result(e, *s, info.value);
     // Seqlock-style check: if the word did not change, the copy is
     // consistent. The acquire fence keeps the field reads above from moving
     // after the re-read (an acquire load alone would not, on arm64).
+#if !defined(__SANITIZE_THREAD__)
+    // (TSan does not model fences; under it the reads above are not
+    // instrumented anyway, see TASKRING_SEQLOCK_READER.)
     std::atomic_thread_fence(std::memory_order_acquire);
+#endif
     // The worker stores start_ns just after its claim CAS: a reader that
     // falls in that gap sees "running" without a start time, and retries.
     const bool start_pending = info.state == TaskState::kRunning && info.start_ns == 0;
@@ -433,6 +479,9 @@ Result<CancelOutcome> Client::cancel(TaskId id) {
     const TaskState st = sw::state(w);
     if (is_terminal(st)) return CancelOutcome::kAlreadyFinished;
     if (st == TaskState::kPending) {
+      // Read before the CAS: once it succeeds the slot may be consumed and
+      // reused at any moment. Relaxed: valid if the CAS below succeeds.
+      const std::uint32_t queue = s->queue.load(std::memory_order_relaxed);
       // We do not own the slot, so finish_ns is not ours to write: a losing
       // canceller, or one whose id went stale, would leave a trace on the
       // task that won. The stamp is tagged with our generation instead.
@@ -445,7 +494,7 @@ Result<CancelOutcome> Client::cancel(TaskId id) {
       // is ordered before notify_done's waiter check ([S5]).
       if (s->state.compare_exchange_weak(w, sw::with_state(w, TaskState::kCancelled), std::memory_order_seq_cst,
                                          std::memory_order_acquire)) {
-        e.queue(s->queue < e.queue_count() ? s->queue : 0).cancelled.fetch_add(1, std::memory_order_relaxed);
+        e.queue(queue < e.queue_count() ? queue : 0).cancelled.fetch_add(1, std::memory_order_relaxed);
         e.notify_done(*s);
         return CancelOutcome::kCancelled;
       }

@@ -1,5 +1,9 @@
 #include "engine_internal.h"
 
+#include <signal.h>
+
+#include <cerrno>
+
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -310,14 +314,29 @@ bool Engine::drop_queued(std::uint32_t index) noexcept {
 }
 
 namespace {
+bool process_alive(std::uint32_t pid) noexcept {
+  return pid != 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+}
+
 // Ends the park of worker `e` if it is parked: CAS parked 1 -> 0, so that
 // each park is ended by one waker, then bump and wake its futex word.
-bool wake_worker(WorkerEntry& e) noexcept {
-  std::uint32_t parked = 1;
+// Returns true if a live worker was woken. A worker killed while parked
+// leaves its flag raised: the waker that takes the flag then accounts for
+// the dead worker's park (the count it will never lower) and reports false,
+// so the wake goes to a live worker instead. The liveness check is a system
+// call, but this path is taken only when a worker is parked, and a futex
+// wake follows it anyway.
+bool wake_worker(WorkerEntry& e, ConfigBlock& c) noexcept {
   // [S1b] seq_cst: see [S1]; the flag was raised before the count was
   // incremented, so a waker that saw the count sees the flag.
-  if (e.parked.load(std::memory_order_seq_cst) != 1 ||
-      !e.parked.compare_exchange_strong(parked, 0, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+  if (e.parked.load(std::memory_order_seq_cst) != 1) return false;
+  const bool alive = process_alive(claim_pid(e.claim.load(std::memory_order_relaxed)));  // relaxed: a hint
+  std::uint32_t parked = 1;
+  if (!e.parked.compare_exchange_strong(parked, 0, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+    return false;
+  }
+  if (!alive) {
+    c.parked_workers.fetch_sub(1, std::memory_order_seq_cst);  // as [S2]'s decrement, on the dead worker's behalf
     return false;
   }
   // Release: orders the bump after the push for the parked worker's re-read.
@@ -340,7 +359,7 @@ void Engine::notify_work(std::uint32_t queue, std::uint32_t n) noexcept {
     // Relaxed: the mask is informative; a worker whose mask we read stale
     // has only just registered and re-checks the rings before parking.
     if (((e.queue_mask.load(std::memory_order_relaxed) >> queue) & 1) == 0) continue;
-    if (wake_worker(e)) ++woken;
+    if (wake_worker(e, *control_)) ++woken;
   }
 }
 
@@ -351,7 +370,7 @@ void Engine::notify_thief(std::uint64_t mask) noexcept {
     WorkerEntry& e = workers_[v];
     // A thief must serve every queue the victim serves (WorkerImpl::steal).
     if ((mask & ~e.queue_mask.load(std::memory_order_relaxed)) != 0) continue;  // relaxed, as above
-    if (wake_worker(e)) return;
+    if (wake_worker(e, *control_)) return;
   }
 }
 

@@ -131,7 +131,7 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::atomic<std::uint32_t> done_seq; // 8: futex word, bumped on every terminal transition
   std::atomic<std::uint32_t> waiters;  // 12: producers parked on done_seq
   std::atomic<std::uint32_t> next_free;// 16: free-stack link, valid while free
-  std::uint16_t queue;                 // 20: queue index
+  std::atomic<std::uint16_t> queue;    // 20: queue index (atomic: a canceller reads it without owning the slot)
   std::uint8_t priority;               // 22: Priority
   std::uint8_t name_len;               // 23: bytes of `name` used
   std::uint32_t payload_len;           // 24
@@ -158,6 +158,7 @@ struct alignas(kCacheLineSize) TaskSlot {
 };
 static_assert(sizeof(TaskSlot) == 256);
 static_assert(offsetof(TaskSlot, next_free) == 16);
+static_assert(offsetof(TaskSlot, queue) == 20);
 static_assert(offsetof(TaskSlot, cancel_stamp) == 72);
 static_assert(offsetof(TaskSlot, name) == 96);
 static_assert(offsetof(TaskSlot, inline_payload) == 144);

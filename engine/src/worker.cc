@@ -105,6 +105,12 @@ class WorkerImpl {
   void set_state(WorkerState s) noexcept { entry().state.store(static_cast<std::uint32_t>(s), std::memory_order_relaxed); }
   void heartbeat(std::int64_t now) noexcept { entry().heartbeat_ns.store(now, std::memory_order_relaxed); }
   void unregister() noexcept;
+  // The slot's queue index, clamped into range (shared memory is not
+  // trusted). Relaxed: the caller holds the slot (it popped or claimed it).
+  std::uint32_t queue_of(const TaskSlot& s) const noexcept {
+    const std::uint32_t q = s.queue.load(std::memory_order_relaxed);
+    return q < engine_->queue_count() ? q : 0;
+  }
 
   std::unique_ptr<Engine> engine_;
   WorkerOptions options_;
@@ -235,7 +241,7 @@ bool WorkerImpl::execute(std::uint32_t index) {
   // [A4] acquire: pairs with [R3] (submit) through the state word; the ring
   // pop ([A1]) already ordered the fields, this keeps the claim self-contained.
   std::uint64_t w = s.state.load(std::memory_order_acquire);
-  const std::uint32_t q = s.queue < engine_->queue_count() ? s.queue : 0;
+  const std::uint32_t q = queue_of(s);
   WorkerEntry& me = entry();
   for (;;) {
     const TaskState st = sw::state(w);
@@ -297,7 +303,7 @@ bool WorkerImpl::execute(std::uint32_t index) {
 }
 
 void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
-  const std::uint32_t q = s.queue < engine_->queue_count() ? s.queue : 0;
+  const std::uint32_t q = queue_of(s);
   const auto still_ours = [this](std::uint64_t word) {
     return sw::state(word) == TaskState::kRunning && sw::owner(word) == static_cast<int>(index_);
   };
@@ -410,7 +416,7 @@ void WorkerImpl::unregister() noexcept {
     bool back = false;
     if (index < engine_->slot_count()) {
       const TaskSlot& s = engine_->slot(index);
-      const std::uint32_t q = s.queue < engine_->queue_count() ? s.queue : 0;
+      const std::uint32_t q = queue_of(s);
       back = engine_->ring(q, static_cast<Priority>(s.priority & 3)).try_push(index);
     }
     if (!back) {
@@ -419,7 +425,7 @@ void WorkerImpl::unregister() noexcept {
       break;
     }
     const TaskSlot& s = engine_->slot(index);
-    engine_->notify_work(s.queue < engine_->queue_count() ? s.queue : 0, 1);
+    engine_->notify_work(queue_of(s), 1);
   }
   WorkerEntry& e = entry();
   e.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
@@ -513,7 +519,12 @@ Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const W
     w.started_ns.store(now, std::memory_order_relaxed);
     w.heartbeat_ns.store(now, std::memory_order_relaxed);
     w.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
-    w.parked.store(0, std::memory_order_relaxed);
+    // A previous owner killed while parked left its flag raised and its
+    // park counted; settle that once (the CAS), as wake_worker does.
+    std::uint32_t was_parked = 1;
+    if (w.parked.compare_exchange_strong(was_parked, 0, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+      e.control().parked_workers.fetch_sub(1, std::memory_order_seq_cst);
+    }
     w.state.store(static_cast<std::uint32_t>(WorkerState::kIdle), std::memory_order_relaxed);
     // Relaxed: scans bounded by a stale hwm miss at most a worker that has
     // only just registered; it has nothing to steal yet.

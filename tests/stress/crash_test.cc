@@ -231,5 +231,42 @@ TEST(CrashTest, ProducerKilledMidSubmitBlocksNobody) {
   EXPECT_EQ(snap->tasks_by_state[static_cast<int>(TaskState::kRunning)], 0u);
 }
 
+// A worker SIGKILLed while parked leaves its "parked" flag raised. The next
+// wake-up for its queue must still reach a live parked worker, not be spent
+// on the dead one: the live worker here parks for a minute between checks,
+// so a lost wake-up shows as a task that does not run.
+TEST(CrashTest, WorkerKilledWhileParkedDoesNotSwallowTheNextWake) {
+  testing::SegmentGuard guard(testing::unique_segment("crash-wake"));
+  ASSERT_TRUE(create_segment(guard.name(), crash_config(4)).is_ok());
+  WorkerOptions sleepy;
+  sleepy.park_timeout_ns = 60'000'000'000;
+  // The victim registers first, so it sits before the survivor in the
+  // registry that wakers scan.
+  const pid_t victim = spawn([&] { return worker_child(guard.name(), sleepy, nullptr); });
+  ASSERT_TRUE(parked(guard.name(), victim)) << "the victim never parked";
+  const pid_t survivor = spawn([&] { return worker_child(guard.name(), sleepy, nullptr); });
+  ASSERT_TRUE(parked(guard.name(), survivor)) << "the survivor never parked";
+  kill(victim, SIGKILL);
+  const auto killed = reap({victim}, steady_clock::now() + 10s);
+  ASSERT_EQ(killed[0].code, SIGKILL);
+
+  auto client = Client::attach(guard.name());
+  ASSERT_TRUE(client.is_ok()) << client.status().to_string();
+  std::vector<TaskId> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto id = client->submit("echo", "wake " + std::to_string(i));
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    auto out = client->wait(*id, 10'000'000'000);
+    EXPECT_TRUE(out.is_ok()) << "task " << i << " did not run within 10 s of its submit: "
+                             << out.status().to_string()
+                             << " (engine.cc notify_work: the wake went to the dead worker's entry)";
+    if (!out) break;
+    EXPECT_EQ(out->value, "wake " + std::to_string(i));
+  }
+  kill(survivor, SIGTERM);
+  const auto sres = reap({survivor}, steady_clock::now() + 30s);
+  EXPECT_TRUE(sres[0].exited && sres[0].code == kExitOk) << "survivor " << describe(sres[0]);
+}
+
 }  // namespace
 }  // namespace taskring::stress
