@@ -172,7 +172,7 @@ void unpublish(Engine& e, std::uint32_t index) {
 
 }  // namespace
 
-Client::Client(std::unique_ptr<Engine> engine) : engine_(std::move(engine)) {}
+Client::Client(std::shared_ptr<Engine> engine) : engine_(std::move(engine)) {}
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
 Client::~Client() = default;

@@ -5,6 +5,8 @@
 #include <cerrno>
 
 #include <climits>
+#include <map>
+#include <mutex>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -96,11 +98,37 @@ Status Engine::format(ipc::Segment& seg, const EngineConfig& c) {
 
 Engine::Engine(ipc::Segment seg) noexcept : seg_(std::move(seg)) {}
 
-Result<std::unique_ptr<Engine>> Engine::attach(std::string_view name, ipc::Access access) {
+namespace {
+// The process's mappings, by access mode and name. Process-local memory: the
+// mutex is never in shared memory, and it guards only attach and the map.
+struct MappingCache {
+  std::mutex mu;
+  std::map<std::pair<int, std::string>, std::weak_ptr<Engine>> engines;
+};
+MappingCache& mapping_cache() {
+  static MappingCache* cache = new MappingCache;  // never destroyed: safe at exit
+  return *cache;
+}
+}  // namespace
+
+Result<std::shared_ptr<Engine>> Engine::attach(std::string_view name, ipc::Access access) {
+  TASKRING_RETURN_IF_ERROR(ipc::validate_segment_name(name));
+  MappingCache& cache = mapping_cache();
+  const std::pair<int, std::string> key(static_cast<int>(access), std::string(name));
+  std::lock_guard<std::mutex> lock(cache.mu);
+  if (auto it = cache.engines.find(key); it != cache.engines.end()) {
+    if (std::shared_ptr<Engine> e = it->second.lock()) {
+      // Reuse only if the name still refers to the file we map.
+      auto id = ipc::Segment::file_identity(name);
+      if (id.is_ok() && *id == e->seg_.identity()) return e;
+    }
+    cache.engines.erase(it);
+  }
   auto seg = ipc::Segment::attach(name, kLayoutVersion, access);
   if (!seg) return seg.status();
-  std::unique_ptr<Engine> e(new Engine(std::move(seg).value()));
+  std::shared_ptr<Engine> e(new Engine(std::move(seg).value()));
   TASKRING_RETURN_IF_ERROR(e->bind(access));
+  cache.engines[key] = e;
   return e;
 }
 

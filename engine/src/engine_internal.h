@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -29,7 +30,11 @@ ipc::CreateOptions layout_for(const EngineConfig& config, bool replace);
 class Engine {
  public:
   // Attaches and validates the engine sections against the config block.
-  static Result<std::unique_ptr<Engine>> attach(std::string_view name, ipc::Access access);
+  // One process maps a segment once per access mode: attaching a name that
+  // this process already maps (the same file, not a re-created one) returns
+  // the existing Engine. So a Client and a Worker in one process share
+  // addresses, which is what lets ThreadSanitizer relate their accesses.
+  static Result<std::shared_ptr<Engine>> attach(std::string_view name, ipc::Access access);
   // Formats a freshly created segment (called by create_segment).
   static Status format(ipc::Segment& seg, const EngineConfig& config);
 

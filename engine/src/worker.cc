@@ -52,7 +52,7 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 
 class WorkerImpl {
  public:
-  WorkerImpl(std::unique_ptr<Engine> engine, WorkerOptions options, std::uint32_t index, std::uint64_t mask)
+  WorkerImpl(std::shared_ptr<Engine> engine, WorkerOptions options, std::uint32_t index, std::uint64_t mask)
       : engine_(std::move(engine)), options_(std::move(options)), index_(index), mask_(mask) {
     for (std::uint32_t q = 0; q < engine_->queue_count(); ++q) {
       if ((mask_ >> q) & 1) queues_.push_back(q);
@@ -112,7 +112,7 @@ class WorkerImpl {
     return q < engine_->queue_count() ? q : 0;
   }
 
-  std::unique_ptr<Engine> engine_;
+  std::shared_ptr<Engine> engine_;
   WorkerOptions options_;
   std::uint32_t index_;
   std::uint64_t mask_;

@@ -1,5 +1,7 @@
 #include "taskring/ipc/segment.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,6 +76,21 @@ bool Segment::exists(std::string_view name) {
   } catch (const bip::interprocess_exception&) {
     return false;
   }
+}
+
+Result<std::pair<std::uint64_t, std::uint64_t>> Segment::file_identity(std::string_view name) {
+  TASKRING_RETURN_IF_ERROR(validate_segment_name(name));
+  const std::string path = "/" + std::string(name);
+  const int fd = shm_open(path.c_str(), O_RDONLY, 0);
+  if (fd < 0) {
+    if (errno == ENOENT) return not_found("segment '" + std::string(name) + "' does not exist");
+    return internal_error("opening segment '" + std::string(name) + "': " + std::strerror(errno));
+  }
+  struct stat st {};
+  const int rc = fstat(fd, &st);
+  close(fd);
+  if (rc != 0) return internal_error("stat of segment '" + std::string(name) + "': " + std::strerror(errno));
+  return std::pair<std::uint64_t, std::uint64_t>(st.st_dev, st.st_ino);
 }
 
 Status Segment::remove(std::string_view name) {
@@ -184,7 +201,10 @@ Result<Segment> Segment::attach(std::string_view name, std::uint32_t layout_vers
   // Ownership, before mapping anything: a segment of another user is refused
   // even if its mode would let us in.
   struct stat st {};
-  if (fstat(mapping->shm.get_mapping_handle().handle, &st) == 0 && st.st_uid != geteuid()) {
+  if (fstat(mapping->shm.get_mapping_handle().handle, &st) != 0) {
+    return internal_error("stat of segment '" + cname + "': " + std::strerror(errno));
+  }
+  if (st.st_uid != geteuid()) {
     return permission_denied("segment '" + cname + "' belongs to uid " + std::to_string(st.st_uid) +
                              ", not to this process's uid " + std::to_string(geteuid()));
   }
@@ -194,6 +214,7 @@ Result<Segment> Segment::attach(std::string_view name, std::uint32_t layout_vers
     return from_bip(e, "mapping", name);
   }
   Segment seg(cname, std::move(mapping), access);
+  seg.identity_ = {st.st_dev, st.st_ino};
   const auto* h = reinterpret_cast<const SegmentHeader*>(seg.base_);
   const std::string who = "segment '" + cname + "'";
 

@@ -2,14 +2,11 @@
 // a worker running on its own thread that a hung engine cannot wedge the
 // test binary with, polling with a deadline, and per-sanitizer scaling.
 //
-// ThreadSanitizer and these tests: every Client::attach and Worker::attach
-// maps the segment anew, at its own address, and TSan relates accesses (and
-// the atomics that order them) by address. So TSan checks threads that share
-// one Client (producers, cancellers, readers) against each other, but it
-// cannot see a race, nor the ordering, between a Client and a Worker, or
-// between two Workers. A handler that touches the test's Client from the
-// worker's thread therefore looks racy to TSan even when the engine orders it
-// through the worker's mapping: handlers that need a client use their own.
+// ThreadSanitizer and these tests: a process maps a segment once
+// (detail::Engine::attach shares the mapping between every Client and
+// Worker of the process), so TSan relates the accesses of producers,
+// workers and readers in one test binary, and the atomics that order them.
+// Forking tests are not run under TSan.
 #pragma once
 
 #include <gtest/gtest.h>

@@ -86,8 +86,8 @@ class Client {
   const EngineConfig& config() const noexcept;
 
  private:
-  explicit Client(std::unique_ptr<detail::Engine> engine);
-  std::unique_ptr<detail::Engine> engine_;
+  explicit Client(std::shared_ptr<detail::Engine> engine);
+  std::shared_ptr<detail::Engine> engine_;
 };
 
 }  // namespace taskring

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "taskring/base/status.h"
@@ -66,6 +67,12 @@ class Segment {
   // Errors: not found, permission denied, internal.
   static Status remove(std::string_view name);
   static bool exists(std::string_view name);
+  // The (device, inode) of the file behind segment `name` now; a segment
+  // removed and created again under the same name has a new identity.
+  // Errors: not found, internal.
+  static Result<std::pair<std::uint64_t, std::uint64_t>> file_identity(std::string_view name);
+  // The (device, inode) of the file this object maps.
+  std::pair<std::uint64_t, std::uint64_t> identity() const noexcept { return identity_; }
 
   const std::string& name() const noexcept { return name_; }
   std::byte* base() const noexcept { return base_; }
@@ -86,6 +93,7 @@ class Segment {
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
   Access access_ = Access::kReadWrite;
+  std::pair<std::uint64_t, std::uint64_t> identity_{0, 0};
 };
 
 }  // namespace taskring::ipc
