@@ -86,7 +86,7 @@ python3 -c "import sys; t=float(sys.argv[2])-float(sys.argv[1]); n=int(sys.argv[
 echo "== stopping workers"
 for p in "${worker_pids[@]}"; do kill -TERM "$p"; done
 for p in "${worker_pids[@]}"; do wait "$p" || status=1; done
-for ((c = 0; c < cores; c++)); do echo "  worker $c: $(tail -n 1 "build/demo/worker-$c.log")"; done
+for ((c = 0; c < cores; c++)); do echo "  cpu $c: $(tail -n 1 "build/demo/worker-$c.log")"; done
 pids=()
 
 echo "== final status"
