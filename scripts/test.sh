@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds taskring three ways and runs the tests of each:
-#   1. RelWithDebInfo: every test (unit, multi-process, stress, CLI);
+#   1. RelWithDebInfo: every test (unit, multi-process, stress, CLI) and a
+#      very short run of each micro-benchmark (label `bench`);
 #   2. ASan + UBSan: every test;
 #   3. TSan: the tests labelled `concurrency` (threads over one mapping;
 #      forking tests are left out because TSan does not follow fork).
@@ -27,7 +28,7 @@ run_ctest() {  # run_ctest DIR [ctest args...]
 }
 
 echo "== build 1/3: RelWithDebInfo"
-build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTASKRING_BUILD_BENCH=ON
 run_ctest build/release
 ((quick)) && exit 0
 
