@@ -1,8 +1,5 @@
 #include "engine_internal.h"
 
-#include <signal.h>
-
-#include <cerrno>
 
 #include <climits>
 #include <map>
@@ -21,11 +18,6 @@ std::uint64_t arena_units_for(std::uint64_t bytes) { return bytes / ipc::kArenaU
 // A ring section holds `n` rings of `capacity` cells, each ring starting on a
 // RingControl boundary (ring_bytes is a multiple of it for capacity >= 16).
 std::uint64_t ring_stride(std::uint64_t capacity) { return ipc::ring_bytes(capacity); }
-
-bool valid_queue_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '-' || c == '.';
-}
 
 }  // namespace
 
@@ -171,10 +163,8 @@ Status Engine::bind(ipc::Access) {
   for (std::uint32_t q = 0; q < c.queue_count; ++q) {
     const char* n = queues_[q].name;
     const std::size_t len = strnlen(n, sizeof(queues_[q].name));
-    if (len == 0 || len > kMaxQueueNameLength) return data_loss(who + ": queue " + std::to_string(q) + " has a bad name");
-    for (std::size_t i = 0; i < len; ++i) {
-      if (!valid_queue_name_char(n[i])) return data_loss(who + ": queue " + std::to_string(q) + " has a bad name");
-    }
+    // strnlen keeps the read inside the entry; validate() below checks the
+    // characters and the length of every name.
     config_.queues.emplace_back(n, len);
   }
   Status valid = config_.validate();
@@ -342,10 +332,6 @@ bool Engine::drop_queued(std::uint32_t index) noexcept {
 }
 
 namespace {
-bool process_alive(std::uint32_t pid) noexcept {
-  return pid != 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
-}
-
 // Ends the park of worker `e` if it is parked: CAS parked 1 -> 0, so that
 // each park is ended by one waker, then bump and wake its futex word.
 // Returns true if a live worker was woken. A worker killed while parked
@@ -358,7 +344,7 @@ bool wake_worker(WorkerEntry& e, ConfigBlock& c) noexcept {
   // [S1b] seq_cst: see [S1]; the flag was raised before the count was
   // incremented, so a waker that saw the count sees the flag.
   if (e.parked.load(std::memory_order_seq_cst) != 1) return false;
-  const bool alive = process_alive(claim_pid(e.claim.load(std::memory_order_relaxed)));  // relaxed: a hint
+  const bool alive = ipc::process_alive(claim_pid(e.claim.load(std::memory_order_relaxed)));  // relaxed: a hint
   std::uint32_t parked = 1;
   if (!e.parked.compare_exchange_strong(parked, 0, std::memory_order_seq_cst, std::memory_order_relaxed)) {
     return false;

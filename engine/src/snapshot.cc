@@ -1,6 +1,4 @@
-#include <signal.h>
 
-#include <cerrno>
 
 #include "engine_internal.h"
 #include "taskring/ipc/futex.h"
@@ -69,7 +67,7 @@ Result<SegmentSnapshot> read_snapshot(std::string_view name) {
     ws.pid = detail::claim_pid(claim);
     ws.cpu = w.cpu.load(std::memory_order_relaxed);
     ws.state = state;
-    ws.alive = ws.pid != 0 && (kill(static_cast<pid_t>(ws.pid), 0) == 0 || errno == EPERM);
+    ws.alive = ipc::process_alive(ws.pid);
     ws.heartbeat_age_ns = now - w.heartbeat_ns.load(std::memory_order_relaxed);
     ws.deque_depth = e.deque(i).size_approx();
     const std::uint64_t mask = w.queue_mask.load(std::memory_order_relaxed);

@@ -11,7 +11,6 @@
 
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,8 +39,6 @@ struct StringHash {
   using is_transparent = void;
   std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
 };
-
-bool pid_alive(std::uint32_t pid) { return pid != 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
 // Single-writer counter bump: no RMW needed, readers tolerate a stale value.
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -504,7 +501,7 @@ Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const W
     // counter stores are visible before we continue from them.
     std::uint64_t c = w.claim.load(std::memory_order_acquire);
     const std::uint32_t pid = detail::claim_pid(c);
-    const bool takeable = pid == 0 || (!detail::pid_alive(pid) && !e.deque(i).nonempty_approx());
+    const bool takeable = pid == 0 || (!ipc::process_alive(pid) && !e.deque(i).nonempty_approx());
     if (!takeable) continue;
     const std::uint64_t mine = (std::uint64_t{detail::claim_incarnation(c) + 1} << 32) | me;
     // acq_rel: exactly one attacher wins the entry, and sees [R7].

@@ -3,6 +3,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +68,10 @@ std::uint32_t current_pid() noexcept {
     g_pid.store(pid, std::memory_order_relaxed);
   }
   return pid;
+}
+
+bool process_alive(std::uint32_t pid) noexcept {
+  return pid != 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
 }
 
 bool Backoff::pause() noexcept {

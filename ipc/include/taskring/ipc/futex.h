@@ -25,6 +25,9 @@ std::int64_t realtime_ns() noexcept;
 // getpid(), cached (glibc makes every getpid a system call); the cache is
 // refreshed in the child after fork.
 std::uint32_t current_pid() noexcept;
+// True if a process with this pid exists (kill(pid, 0) succeeds, or fails
+// only for lack of permission). False for pid 0. A system call.
+bool process_alive(std::uint32_t pid) noexcept;
 
 // Spin with a CPU pause, then yield the CPU, then tell the caller to park.
 class Backoff {
