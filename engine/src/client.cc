@@ -73,12 +73,7 @@ Status check_task(const Engine& e, std::string_view task, std::string_view paylo
 
 Result<std::uint32_t> check_options(const Engine& e, const SubmitOptions& o) {
   const int q = e.find_queue(o.queue);
-  if (q < 0) {
-    std::string names;
-    for (const std::string& n : e.config().queues) names += (names.empty() ? "" : ", ") + n;
-    return invalid_argument("queue '" + std::string(o.queue) + "': not in segment '" + e.segment().name() +
-                            "', whose queues are: " + names);
-  }
+  if (q < 0) return e.unknown_queue(o.queue);
   if (static_cast<unsigned>(o.priority) >= kPriorityCount) {
     return invalid_argument("priority " + std::to_string(static_cast<unsigned>(o.priority)) +
                             ": must be 0 (critical) to 3 (low)");

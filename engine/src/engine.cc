@@ -226,6 +226,13 @@ std::string_view Engine::queue_name(std::uint32_t q) const noexcept {
   return q < queue_count_ ? std::string_view(config_.queues[q]) : std::string_view("?");
 }
 
+Status Engine::unknown_queue(std::string_view name) const {
+  std::string names;
+  for (const std::string& n : config_.queues) names += (names.empty() ? "" : ", ") + n;
+  return invalid_argument("queue '" + std::string(name) + "': not in segment '" + seg_.name() +
+                          "', whose queues are: " + names);
+}
+
 ipc::Ring Engine::ring(std::uint32_t q, Priority p) const noexcept {
   const std::uint64_t r = std::uint64_t{q} * kPriorityCount + static_cast<std::uint32_t>(p);
   return ipc::Ring(reinterpret_cast<ipc::RingControl*>(rings_ + r * ring_stride_), config_.ring_capacity);

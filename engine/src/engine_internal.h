@@ -49,6 +49,9 @@ class Engine {
   // Index of queue `name` (empty: 0), or -1.
   int find_queue(std::string_view name) const noexcept;
   std::string_view queue_name(std::uint32_t q) const noexcept;
+  // The error for a queue name that find_queue did not find: it names the
+  // value and lists the segment's queues.
+  Status unknown_queue(std::string_view name) const;
   ipc::Ring ring(std::uint32_t q, Priority p) const noexcept;
   std::uint32_t max_workers() const noexcept { return max_workers_; }
   WorkerEntry& worker(std::uint32_t w) const noexcept { return workers_[w]; }

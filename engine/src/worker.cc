@@ -469,12 +469,7 @@ Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const W
   } else {
     for (const std::string& q : options.queues) {
       const int i = q.empty() ? -1 : e.find_queue(q);
-      if (i < 0) {
-        std::string names;
-        for (const std::string& n : e.config().queues) names += (names.empty() ? "" : ", ") + n;
-        return invalid_argument("queue '" + q + "': not in segment '" + std::string(segment) +
-                                "', whose queues are: " + names);
-      }
+      if (i < 0) return e.unknown_queue(q);
       mask |= 1ull << i;
     }
   }
