@@ -33,7 +33,7 @@ run_ctest build/release
 ((quick)) && exit 0
 
 echo "== build 2/3: ASan + UBSan"
-build build/asan -DCMAKE_BUILD_TYPE=Debug "-DTASKRING_SANITIZE=address;undefined"
+build build/asan -DCMAKE_BUILD_TYPE=Debug "-DTASKRING_SANITIZE=address;undefined" -DTASKRING_BUILD_BENCH=ON
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_ctest build/asan
 

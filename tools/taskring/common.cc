@@ -11,6 +11,23 @@
 
 namespace taskring::cli {
 
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, std::string_view program) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version arrive as "errors" that exit 0.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::string command;
+    for (const CLI::App* sub : app.get_subcommands()) command = sub->get_name();
+    const std::string prog(program);
+    print_error({}, e.what(),
+                command.empty() ? "run '" + prog + " --help' for the commands and flags"
+                                : "run '" + prog + " " + command + " --help' for its flags");
+    return kExitUsage;
+  }
+  return std::nullopt;
+}
+
 int exit_status_for(const Status& status) {
   if (status.is_ok()) return kExitOk;
   return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,12 @@ inline constexpr int kExitTaskFailed = 3;   // submit --wait: a task failed, was
 
 // What a parsed subcommand runs; returns the process exit status.
 using Action = std::function<int()>;
+
+// Parses argv into `app` (a program with subcommands). Returns std::nullopt
+// when the chosen command should run; otherwise the exit status to return at
+// once: 0 after --help or --version, kExitUsage after a parse error, which is
+// printed with a hint naming `program` and the chosen subcommand.
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, std::string_view program);
 
 // The exit status for a failed engine call: kExitUsage when the engine says
 // the caller's input was wrong (kInvalidArgument), kExitFailure otherwise.

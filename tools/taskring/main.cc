@@ -20,16 +20,6 @@
 #define TASKRING_VERSION "unknown"
 #endif
 
-namespace {
-
-// The name of the subcommand that was being parsed, for the hint line.
-std::string selected_command(const CLI::App& app) {
-  for (const CLI::App* sub : app.get_subcommands()) return sub->get_name();
-  return {};
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace taskring::cli;
 
@@ -47,17 +37,7 @@ int main(int argc, char** argv) {
     std::fputs(app.help().c_str(), stderr);
     return kExitUsage;
   }
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    // --help and --version arrive as "errors" that exit 0.
-    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
-    const std::string command = selected_command(app);
-    print_error({}, e.what(),
-                command.empty() ? "run 'taskring --help' for the commands"
-                                : "run 'taskring " + command + " --help' for its flags");
-    return kExitUsage;
-  }
+  if (auto exit_now = parse_command_line(app, argc, argv, "taskring")) return *exit_now;
   if (!action) {
     print_error({}, "no command given", "run 'taskring --help' for the commands");
     return kExitUsage;

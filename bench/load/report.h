@@ -1,0 +1,34 @@
+// How the harness reports: the machine and build a run was measured on, a
+// run's configuration and results as JSON (the schema in docs/performance.md),
+// and the table printed for people.
+//
+// Thread safety: functions of their arguments only.
+#pragma once
+
+#include <span>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "load.h"
+
+namespace taskring::bench {
+
+// {"commit", "cpu", "cores", "compiler", "build_type", "kernel", "date"}:
+// the commit the harness was built from ("" outside git, "-dirty" when it had
+// uncommitted changes), /proc/cpuinfo's model name, online cores, the
+// compiler, CMAKE_BUILD_TYPE, uname -r and the UTC time of the call.
+nlohmann::json run_meta();
+// {"producers", "workers", "tasks", "duration_s", "batch", "inflight", "rate",
+//  "payload", "handler", ...}
+nlohmann::json config_json(const LoadConfig& config);
+// One element of "results".
+nlohmann::json result_json(const RunResult& result);
+// {"p50", "p90", "p99", "p999", "max"} in nanoseconds.
+nlohmann::json latency_json(const Histogram& histogram);
+
+// One row per result: throughput, ratio to the first result (taskring),
+// counts, CPU per task and latency percentiles.
+std::string render_results_table(std::span<const RunResult> results);
+
+}  // namespace taskring::bench
