@@ -33,7 +33,7 @@ void Histogram::record(std::int64_t value_ns) noexcept {
   ++count_;
   min_ = std::min(min_, v);
   max_ = std::max(max_, v);
-  sum_ += static_cast<long double>(v);
+  sum_ += static_cast<double>(v);
 }
 
 void Histogram::merge(const Histogram& other) noexcept {
@@ -45,7 +45,7 @@ void Histogram::merge(const Histogram& other) noexcept {
 }
 
 double Histogram::mean() const noexcept {
-  return count_ == 0 ? 0.0 : static_cast<double>(sum_ / static_cast<long double>(count_));
+  return count_ == 0 ? 0.0 : sum_ / static_cast<double>(count_);
 }
 
 std::uint64_t Histogram::value_at_percentile(double percentile) const noexcept {

@@ -48,7 +48,7 @@ class Histogram {
   std::uint64_t count_ = 0;
   std::uint64_t min_ = ~std::uint64_t{0};
   std::uint64_t max_ = 0;
-  long double sum_ = 0;
+  double sum_ = 0;  // a double, not long double: x87 adds cost more than the record itself
 };
 static_assert(std::is_trivially_copyable_v<Histogram>);
 

@@ -100,8 +100,12 @@ Result<std::uint32_t> allocate_slot(Engine& e, const SubmitOptions& o, std::int6
 
 // Fills slot `index` for a task and stores its payload; the slot is still
 // private to the caller. On failure the slot is returned to the free stack.
+// `submit_ns` is the submission time to record: 0 reads the clock once the
+// payload is stored (and leaves the reading in `submit_ns`, so the rest of a
+// batch chunk, which never waits, shares it: one clock read per chunk).
 Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const SubmitOptions& o,
-                 std::string_view task, std::string_view payload, std::int64_t& deadline) {
+                 std::string_view task, std::string_view payload, std::int64_t& deadline,
+                 std::int64_t& submit_ns) {
   TaskSlot& s = e.slot(index);
   s.queue.store(static_cast<std::uint16_t>(queue), std::memory_order_relaxed);  // published by [R3]
   s.priority = static_cast<std::uint8_t>(o.priority);
@@ -133,7 +137,8 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
     e.notify_space();
     return st;
   }
-  s.submit_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);  // published by [R3]
+  if (submit_ns == 0) submit_ns = ipc::monotonic_ns();
+  s.submit_ns.store(submit_ns, std::memory_order_relaxed);  // published by [R3]
   return Status::ok();
 }
 
@@ -190,7 +195,8 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   std::int64_t deadline = 0;  // computed on the first wait
   auto index = allocate_slot(e, o, deadline);
   if (!index) return index.status();
-  TASKRING_RETURN_IF_ERROR(fill_slot(e, *index, *queue, o, task, payload, deadline));
+  std::int64_t submit_ns = 0;
+  TASKRING_RETURN_IF_ERROR(fill_slot(e, *index, *queue, o, task, payload, deadline, submit_ns));
   const std::uint32_t gen = publish_pending(e, *index, o);
   ipc::Ring ring = e.ring(*queue, o.priority);
   Status st = with_full_policy(e, o, deadline, [&] { return ring.try_push(*index); },
@@ -231,6 +237,7 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
     // the next chunk waits with empty hands.
     SubmitOptions fail_fast = o;
     fail_fast.on_full = FullPolicy::kFail;
+    std::int64_t submit_ns = 0;  // read by the chunk's first fill, after any wait
     while (n < want) {
       const SubmitOptions& policy = n == 0 ? o : fail_fast;
       auto index = allocate_slot(e, policy, deadline);
@@ -238,7 +245,8 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
         if (n == 0 || index.status().code() != StatusCode::kResourceExhausted) stop = index.status();
         break;
       }
-      Status st = fill_slot(e, *index, *queue, policy, tasks[done + n].task, tasks[done + n].payload, deadline);
+      Status st = fill_slot(e, *index, *queue, policy, tasks[done + n].task, tasks[done + n].payload, deadline,
+                            submit_ns);
       if (!st.is_ok()) {
         if (n == 0 || st.code() != StatusCode::kResourceExhausted) stop = st;
         break;

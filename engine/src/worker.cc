@@ -96,8 +96,9 @@ class WorkerImpl {
   bool has_work_approx() const noexcept;
   void park();
   // Runs the task in slot `index` if it is still pending; returns true if a
-  // handler ran.
-  bool execute(std::uint32_t index);
+  // handler ran. `start_ns` is the start time to record, or 0 to read the
+  // clock.
+  bool execute(std::uint32_t index, std::int64_t start_ns);
   void complete(std::uint32_t index, TaskSlot& s, std::uint64_t running_word);
   void set_state(WorkerState s) noexcept { entry().state.store(static_cast<std::uint32_t>(s), std::memory_order_relaxed); }
   void heartbeat(std::int64_t now) noexcept { entry().heartbeat_ns.store(now, std::memory_order_relaxed); }
@@ -120,6 +121,12 @@ class WorkerImpl {
   std::uint32_t queue_cursor_ = 0;
   std::uint32_t victim_cursor_ = 0;
   std::uint64_t processed_ = 0;
+  // The clock reading that ended the last completed task, or 0 once a claim
+  // or steal has filled the deque since. A task popped from our own deque
+  // starts at this time when it is set: every task in the deque was pushed
+  // before that reading, so it was submitted before it (start >= submit
+  // holds), and running tasks back to back then costs one clock read each.
+  std::int64_t last_finish_ns_ = 0;
   TaskContext ctx_;
   friend class taskring::TaskContext;
 };
@@ -232,7 +239,7 @@ void WorkerImpl::park() {
   heartbeat(ipc::monotonic_ns());
 }
 
-bool WorkerImpl::execute(std::uint32_t index) {
+bool WorkerImpl::execute(std::uint32_t index, std::int64_t start_ns) {
   if (index >= engine_->slot_count()) return false;  // a corrupt ring value: never dereferenced
   TaskSlot& s = engine_->slot(index);
   // [A4] acquire: pairs with [R3] (submit) through the state word; the ring
@@ -264,7 +271,7 @@ bool WorkerImpl::execute(std::uint32_t index) {
   }
   bump(me.counters[q][kCounterClaimed]);
   me.current_slot.store(index, std::memory_order_relaxed);  // informative
-  const std::int64_t start = ipc::monotonic_ns();
+  const std::int64_t start = start_ns != 0 ? start_ns : ipc::monotonic_ns();
   s.start_ns.store(start, std::memory_order_relaxed);  // published by [R4]
   heartbeat(start);
 
@@ -330,6 +337,7 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   }
   const std::int64_t finish = ipc::monotonic_ns();
   s.finish_ns.store(finish, std::memory_order_relaxed);  // published by [R4]
+  last_finish_ns_ = finish;
   for (;;) {
     if (!still_ours(w)) return;  // see above; our result block is the new owner's to replace
     if ((w & sw::kReleased) != 0) {
@@ -373,10 +381,13 @@ Status WorkerImpl::run(std::uint64_t limit) {
     if (stop_.load(std::memory_order_relaxed) || engine_->closing()) break;  // relaxed: a polled flag
     std::uint32_t index = 0;
     std::size_t n = 0;
+    std::int64_t start_ns = 0;
     if (own.try_pop(index)) {
       n = 1;
+      start_ns = last_finish_ns_;
     } else if ((n = claim(buf)) > 0 || (options_.steal && (n = steal(buf)) > 0)) {
       index = buf[0];
+      last_finish_ns_ = 0;  // the deque is refilled after the last reading
       if (n > 1) {
         // Keep the rest where idle workers can steal them; the deque is empty
         // and at least claim_batch long, so everything fits.
@@ -398,7 +409,7 @@ Status WorkerImpl::run(std::uint64_t limit) {
     }
     idle_rounds = 0;
     set_state(WorkerState::kBusy);
-    if (execute(index)) ++processed_;
+    if (execute(index, start_ns)) ++processed_;
   }
   set_state(WorkerState::kIdle);
   return Status::ok();
