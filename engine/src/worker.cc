@@ -116,6 +116,10 @@ class WorkerImpl {
   std::uint64_t mask_;
   std::vector<std::uint32_t> queues_;
   std::unordered_map<std::string, Handler, StringHash, std::equal_to<>> handlers_;
+  // The handler found by the last lookup: a worker mostly runs one kind of
+  // task, and comparing a short name is cheaper than hashing it. Pointers to
+  // unordered_map elements survive rehashing, and handlers are never removed.
+  const std::pair<const std::string, Handler>* last_handler_ = nullptr;
   std::atomic<bool> stop_{false};
   std::uint32_t round_ = 0;
   std::uint32_t queue_cursor_ = 0;
@@ -287,13 +291,16 @@ bool WorkerImpl::execute(std::uint32_t index, std::int64_t start_ns) {
     ctx_.fail("payload of task " + to_string(ctx_.id_) + " is corrupt (bad length or block)");
   } else {
     ctx_.payload_ = payload;
-    auto it = handlers_.find(ctx_.task_name_);
-    if (it == handlers_.end()) {
+    if (last_handler_ == nullptr || last_handler_->first != ctx_.task_name_) {
+      auto found = handlers_.find(ctx_.task_name_);
+      last_handler_ = found == handlers_.end() ? nullptr : &*found;
+    }
+    if (last_handler_ == nullptr) {
       ctx_.fail("no handler for task '" + std::string(ctx_.task_name_) + "' in worker " + std::to_string(index_) +
                 " (pid " + std::to_string(ipc::current_pid()) + ")");
     } else {
       try {
-        it->second(ctx_);
+        last_handler_->second(ctx_);
       } catch (const std::exception& ex) {
         ctx_.fail(ex.what());
       } catch (...) {
