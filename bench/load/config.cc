@@ -131,6 +131,13 @@ Status LoadConfig::validate() const {
   if (claim_batch < 1 || claim_batch > 256) {
     return invalid_argument("--claim-batch " + std::to_string(claim_batch) + ": must be between 1 and 256");
   }
+  if (duration_ns != 0 && rate > 0 &&
+      rate / producers * (static_cast<double>(duration_ns) / 1e9) > static_cast<double>(kDurationCapacity)) {
+    return invalid_argument("--rate " + number(rate) + " for --duration " +
+                            number(static_cast<double>(duration_ns) / 1e9) + "s: more than " +
+                            std::to_string(kDurationCapacity) +
+                            " tasks per producer, the most a --duration run tracks; shorten it or add producers");
+  }
   const std::uint64_t first_share = tasks_for_producer(0);
   if (tasks != 0 && inject_loss + inject_duplicate > first_share) {
     return invalid_argument("--inject-loss " + std::to_string(inject_loss) + " + --inject-duplicate " +

@@ -96,6 +96,9 @@ struct Receipt {
 static_assert(sizeof(Receipt) == 32);
 
 inline constexpr int kSequenceBits = 40;
+// The most tasks one producer may issue in a --duration run: the length of
+// its completion-count array in the run's bookkeeping.
+inline constexpr std::uint64_t kDurationCapacity = std::uint64_t{1} << 27;
 constexpr std::uint64_t make_key(std::uint32_t producer, std::uint64_t sequence) noexcept {
   return (std::uint64_t{producer} << kSequenceBits) | sequence;
 }

@@ -181,7 +181,7 @@ int main(int argc, char** argv) {
   CLI::App app{"taskring-bench: load harness for taskring, with baselines in the same run", "taskring-bench"};
   app.require_subcommand(0, 1);
   app.footer("Commands: plan (capacity planning sweep), floor (the machine's latency floor).\n"
-             "Documentation: docs/performance.md, docs/capacity-planning.md\n");
+             "Documentation: docs/benchmarking.md, docs/performance.md, docs/capacity-planning.md\n");
   cli::Action action;
   bench::add_run_command(app, action);
   bench::add_plan_command(app, action);

@@ -393,7 +393,7 @@ struct Percentile {
 constexpr Percentile kPercentiles[] = {
     {"p50", &LatencySummary::p50, "", 2.0},
     {"p90", &LatencySummary::p90, "10 5", 2.0},
-    {"p99", &LatencySummary::p99, "6 3 1.5 3", 2.4},
+    {"p99", &LatencySummary::p99, "8 4 2 4", 2.4},
     {"p99.9", &LatencySummary::p999, "1.5 3.5", 2.0},
 };
 constexpr const char* kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"};
@@ -499,9 +499,10 @@ std::string render_plan_svg(const PlanReport& report) {
   if (target_ns > 0) {
     const double y = py(static_cast<double>(target_ns) / 1e3);
     o += "<line class=\"target\" x1=\"" + fixed1(kLeft) + "\" y1=\"" + fixed1(y) + "\" x2=\"" + fixed1(kRight) +
-         "\" y2=\"" + fixed1(y) + "\" stroke=\"" + kTargetColour + "\" stroke-width=\"1.5\" stroke-dasharray=\"8 5\"/>\n";
-    o += "<text x=\"" + fixed1(kLeft + 6) + "\" y=\"" + fixed1(y - 5) + "\" fill=\"" +
-         kTargetColour + "\">p99 target " + xml_escape(latency(target_ns)) + "</text>\n";
+         "\" y2=\"" + fixed1(y) + "\" stroke=\"" + kTargetColour +
+         "\" stroke-width=\"1.5\" stroke-dasharray=\"8 5\"/>\n";
+    o += "<text x=\"" + fixed1(kLeft + 6) + "\" y=\"" + fixed1(y - 5) + "\" fill=\"" + kTargetColour +
+         "\">p99 target " + xml_escape(latency(target_ns)) + "</text>\n";
   }
 
   // The series: one polyline per percentile per worker count, in the order
@@ -735,8 +736,8 @@ nlohmann::json plan_json(const PlanReport& report) {
     nlohmann::json j = {{"workers", sw.workers}, {"steps", steps}, {"skipped_rates", sw.skipped_rates}};
     j["sustainable_tps"] = a.sustainable ? nlohmann::json(sw.steps[*a.sustainable].offered_tps) : nlohmann::json();
     j["broke_at_tps"] = a.broke ? nlohmann::json(sw.steps[*a.broke].offered_tps) : nlohmann::json();
-    j["broke_because"] =
-        a.broke ? nlohmann::json(describe_problems(judge_step(sw.steps[*a.broke], st.p99_target_ns))) : nlohmann::json();
+    j["broke_because"] = a.broke ? nlohmann::json(describe_problems(judge_step(sw.steps[*a.broke], st.p99_target_ns)))
+                                 : nlohmann::json();
     j["failure_below_sustainable"] = a.failure_below;
     sweeps.push_back(std::move(j));
   }

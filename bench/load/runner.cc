@@ -36,9 +36,6 @@ namespace taskring::bench {
 
 namespace {
 
-// Sequence numbers one producer may issue in a --duration run: the size of
-// its completion-count array (reserved, touched only as used).
-constexpr std::uint64_t kDurationCapacity = std::uint64_t{1} << 27;
 constexpr std::int64_t kStartTimeoutNs = 30'000'000'000;
 constexpr std::int64_t kStopTimeoutNs = 10'000'000'000;
 constexpr std::size_t kErrorBytes = 512;

@@ -48,6 +48,12 @@ TEST(LoadConfigTest, RejectsBadFieldsNamingFlagAndValue) {
   c = small_run(100);
   c.inject_duplicate = 51;  // producer 0 has 50 tasks
   expect_error_names(c.validate(), "--inject-duplicate", "51");
+  c = small_run(0);
+  c.duration_ns = 100'000'000'000;  // 100 s at 10M/s over 2 producers: 5e8 each
+  c.rate = 1e7;
+  expect_error_names(c.validate(), "--rate", "--duration");
+  c.rate = 1e6;  // 5e7 each: fits
+  EXPECT_TRUE(c.validate().is_ok()) << c.validate().to_string();
   EXPECT_TRUE(small_run(100).validate().is_ok());
 }
 
