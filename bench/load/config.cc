@@ -126,7 +126,8 @@ Status LoadConfig::validate() const {
                             std::to_string(kMaxPayload));
   }
   if (drain_timeout_ns <= 0) {
-    return invalid_argument("--drain-timeout: must be above 0 seconds");
+    return invalid_argument("--drain-timeout " + number(static_cast<double>(drain_timeout_ns) / 1e9) +
+                            "s: must be above 0 seconds");
   }
   if (claim_batch < 1 || claim_batch > 256) {
     return invalid_argument("--claim-batch " + std::to_string(claim_batch) + ": must be between 1 and 256");
@@ -144,9 +145,9 @@ Status LoadConfig::validate() const {
                             std::to_string(inject_duplicate) + ": must not exceed producer 0's tasks (" +
                             std::to_string(first_share) + ")");
   }
-  if (rate == 0 && inject_loss >= inflight_limit()) {
+  if (inject_loss >= inflight_limit()) {
     return invalid_argument("--inject-loss " + std::to_string(inject_loss) + ": must be below the in-flight limit (" +
-                            std::to_string(inflight_limit()) + "), or the closed loop can never submit again");
+                            std::to_string(inflight_limit()) + "), or producer 0 can never submit again");
   }
   return Status::ok();
 }

@@ -1,3 +1,4 @@
+// Histogram: bucket arithmetic, recording, merging and percentiles.
 #include "histogram.h"
 
 #include <algorithm>
@@ -52,7 +53,9 @@ std::uint64_t Histogram::value_at_percentile(double percentile) const noexcept {
   if (count_ == 0) return 0;
   const double p = std::clamp(percentile, 0.0, 100.0);
   // The rank of the wanted value, 1-based: at least one value, at most all.
-  auto rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count_)));
+  // The small subtraction keeps a product such as 99.9 / 100 * 1000, which
+  // comes out as 999.0000000000001, from rounding up to the next rank.
+  auto rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count_) - 1e-9));
   rank = std::clamp<std::uint64_t>(rank, 1, count_);
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < kBucketCount; ++i) {

@@ -212,14 +212,14 @@ LatencySummary summarize(const Histogram& h);
 struct RunResult {
   std::string system;
   Status status;                    // not OK: the run failed and the figures are partial
-  double throughput_tps = 0;        // completed / (last completion - first submission)
+  double throughput_tps = 0;        // completed / (last receipt seen - the start signal)
   double elapsed_s = 0;
   std::uint64_t submitted = 0;      // tasks the producers counted as submitted
   std::uint64_t completed = 0;      // distinct tasks whose receipt a producer saw
   std::uint64_t lost = 0;           // submitted, never seen completed
   std::uint64_t duplicates = 0;     // tasks run or completed more than once
   std::uint64_t malformed = 0;      // payloads or receipts outside the run
-  bool stalled = false;             // a producer saw no progress for drain_timeout
+  bool stalled = false;             // a producer with tasks left saw no progress for drain_timeout
   double cpu_ns_per_task = 0;       // user + system CPU of every process of the run / completed
   Histogram submit_to_start;        // intended submission -> handler start
   Histogram start_to_complete;      // handler start -> handler end
@@ -229,6 +229,7 @@ struct RunResult {
 // Runs `config` over `system`: starts the producers and workers (processes
 // or threads), runs the workload, stops everything and checks every task.
 // Errors (a process that failed to start or died) are in RunResult::status.
+// Forks: call it from a single-threaded process. May block for the whole run.
 RunResult run_load(System& system, const LoadConfig& config);
 
 }  // namespace taskring::bench

@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,6 +23,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <exception>
 #include <climits>
 #include <cstring>
 #include <string>
@@ -146,7 +150,13 @@ class SharedRun {
   }
   Status first_error() {
     Control& c = control();
-    if (c.error_written.load(std::memory_order_acquire) == 0) return Status::ok();  // [B6]
+    if (c.error_written.load(std::memory_order_acquire) == 0) {  // [B6]
+      // The winner of [B5] may have died before writing its message.
+      if (c.failed.load(std::memory_order_acquire) != 0) {  // as [B5]
+        return internal_error("a producer or worker failed and died before saying why");
+      }
+      return Status::ok();
+    }
     return internal_error(std::string(c.error, strnlen(c.error, kErrorBytes)));
   }
 
@@ -194,13 +204,13 @@ class ProducerLoop {
     views.reserve(2 * static_cast<std::size_t>(c_.batch));
     std::vector<Receipt> receipts(limit);
 
-    const std::int64_t start = run_.control().start_ns;
-    const std::int64_t submit_end = c_.duration_ns != 0 ? start + c_.duration_ns : INT64_MAX;
+    start_ = run_.control().start_ns;
+    const std::int64_t submit_end = c_.duration_ns != 0 ? start_ + c_.duration_ns : INT64_MAX;
     const bool open = c_.rate > 0;
     // Open loop: each producer offers rate / producers, staggered so the
     // producers' schedules interleave.
-    const double interval = open ? 1e9 * c_.producers / c_.rate : 0;
-    double next_due = open ? static_cast<double>(start) + interval * index_ / c_.producers : 0;
+    interval_ = open ? 1e9 * c_.producers / c_.rate : 0;
+    offset_ = interval_ * index_ / c_.producers;
 
     std::uint64_t next_seq = 0;
     std::uint64_t outstanding = 0;
@@ -208,7 +218,10 @@ class ProducerLoop {
     bool submitting = true;
     while (run_.control().abort.load(std::memory_order_relaxed) == 0) {  // relaxed: see Control::abort
       std::int64_t now = now_ns();
-      if (submitting && (next_seq >= quota || now >= submit_end)) {
+      // An open loop stops at the first task due at or after the end, however
+      // late the producer is: the tasks due before it are the run's, and the
+      // latest of them are the ones a stalled system delays most.
+      if (submitting && (next_seq >= quota || (open ? due_of(next_seq) : now) >= submit_end)) {
         submitting = false;
         if (c_.tasks == 0 && next_seq >= quota) report_.capacity_reached = 1;
       }
@@ -217,17 +230,15 @@ class ProducerLoop {
       if (submitting) {
         const std::uint64_t n = std::min<std::uint64_t>(c_.batch, quota - next_seq);
         const bool room = outstanding + n <= limit;
-        const double due_last = next_due + interval * static_cast<double>(n - 1);
-        if (room && (!open || static_cast<double>(now) >= due_last)) {
-          TASKRING_RETURN_IF_ERROR(submit(next_seq, n, open ? next_due : static_cast<double>(now), interval,
-                                          buffers, views, outstanding));
+        const std::int64_t due_last = open ? due_of(next_seq + n - 1) : now;
+        if (room && now >= due_last) {
+          TASKRING_RETURN_IF_ERROR(submit(next_seq, n, open ? -1 : now, buffers, views, outstanding));
           next_seq += n;
-          next_due += interval * static_cast<double>(n);
           report_.submitted = next_seq;
           continue;
         }
         if (room) {
-          wait = std::min<std::int64_t>(wait, static_cast<std::int64_t>(due_last) - now);
+          wait = std::min<std::int64_t>(wait, due_last - now);
           if (outstanding == 0) {  // nothing to collect: sleep until the batch is due
             sleep_ns(wait);
             continue;
@@ -239,7 +250,8 @@ class ProducerLoop {
       now = now_ns();
       if (*got == 0) {
         if (outstanding > 0 && now - last_progress >= c_.drain_timeout_ns) {
-          // Nothing finished for drain_timeout: whatever is outstanding is lost.
+          // Nothing finished for drain_timeout: whatever is outstanding is
+          // lost, and a producer that still had tasks to submit stalled.
           if (submitting) report_.stalled = 1;
           break;
         }
@@ -253,16 +265,23 @@ class ProducerLoop {
   }
 
  private:
+  // When task `seq` of this producer is due in an open loop: computed from
+  // the start for every task, so the schedule cannot drift by accumulated
+  // rounding.
+  std::int64_t due_of(std::uint64_t seq) const {
+    return start_ + std::llround(offset_ + interval_ * static_cast<double>(seq));
+  }
+
   // Writes the headers of tasks [seq, seq + n) and hands them over, applying
-  // the fault injection of producer 0.
-  Status submit(std::uint64_t seq, std::uint64_t n, double first_due, double interval,
-                std::vector<std::string>& buffers, std::vector<std::string_view>& views,
-                std::uint64_t& outstanding) {
+  // the fault injection of producer 0. `now` >= 0 is every task's due time
+  // (closed loop); -1 takes each task's own from the schedule.
+  Status submit(std::uint64_t seq, std::uint64_t n, std::int64_t now, std::vector<std::string>& buffers,
+                std::vector<std::string_view>& views, std::uint64_t& outstanding) {
     views.clear();
     std::uint64_t dropped = 0;
     for (std::uint64_t i = 0; i < n; ++i) {
       const std::uint64_t s = seq + i;
-      TaskHeader h{make_key(index_, s), static_cast<std::int64_t>(first_due + interval * static_cast<double>(i))};
+      TaskHeader h{make_key(index_, s), now >= 0 ? now : due_of(s)};
       std::string& buf = buffers[i];
       std::memcpy(buf.data(), &h, sizeof h);
       if (index_ == 0 && s < c_.inject_loss) {
@@ -303,11 +322,17 @@ class ProducerLoop {
   ProducerPort& port_;
   ProducerReport& report_;
   std::uint8_t* seen_;
+  std::int64_t start_ = 0;   // the run's start signal
+  double interval_ = 0;      // open loop: ns between this producer's tasks
+  double offset_ = 0;        // open loop: this producer's stagger
 };
 
 // Runs producer `index` to the end; failures go to the shared error.
 void producer_main(System& system, const LoadConfig& c, SharedRun& run, std::uint32_t index) {
   Control& ctl = run.control();
+  // Waits until a task is due must not overshoot by the default 50 us of
+  // timer slack: that lateness would be charged to the system under test.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   Status st = c.pin ? pin_to(index) : Status::ok();
   std::unique_ptr<ProducerPort> port;
   if (st.is_ok()) {
@@ -377,6 +402,23 @@ void start(SharedRun& run) {
   ipc::futex_wake(ctl.go, INT_MAX);
 }
 
+// The body of a forked child: dies with the harness (so no worker outlives
+// it), and never lets an exception unwind into the parent's code.
+template <typename Body>
+[[noreturn]] void run_child(pid_t parent, Body body) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0UL, 0UL, 0UL);
+  if (getppid() != parent) _exit(70);  // the parent died before prctl
+  try {
+    body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "taskring-bench: child %d: %s\n", getpid(), e.what());
+    _exit(70);
+  } catch (...) {
+    _exit(70);
+  }
+  _exit(0);
+}
+
 // Producers and workers as threads of this process.
 void coordinate_threads(System& system, const LoadConfig& c, SharedRun& run) {
   Status st = system.prepare(c);
@@ -409,10 +451,10 @@ std::int64_t coordinate_processes(System& system, const LoadConfig& c, SharedRun
   }
   std::vector<pid_t> workers, producers;
   auto spawn = [&](auto body) -> pid_t {
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid == 0) {
-      body();
-      _exit(0);
+      run_child(parent, body);
     }
     if (pid < 0) run.fail(internal_error(std::string("fork failed: ") + std::strerror(errno)));
     return pid;
@@ -450,7 +492,9 @@ std::int64_t coordinate_processes(System& system, const LoadConfig& c, SharedRun
   auto reap = [&](pid_t pid, int options) -> bool {
     int status = 0;
     rusage ru{};
-    const pid_t r = wait4(pid, &status, options, &ru);
+    pid_t r = 0;
+    while ((r = wait4(pid, &status, options, &ru)) < 0 && errno == EINTR) {
+    }
     if (r != pid) return false;
     add_rusage(ru, cpu_ns);
     if (WIFSIGNALED(status)) {
@@ -529,10 +573,10 @@ RunResult run_load(System& system, const LoadConfig& config) {
   if (system.single_process()) {
     // The threads run in a child so that its CPU time is the run's alone
     // and a crash of the baseline cannot take the harness down.
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid == 0) {
-      coordinate_threads(system, config, run);
-      _exit(0);
+      run_child(parent, [&] { coordinate_threads(system, config, run); });
     }
     if (pid < 0) {
       result.status = internal_error(std::string("fork failed: ") + std::strerror(errno));

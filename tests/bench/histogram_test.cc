@@ -65,8 +65,10 @@ TEST(HistogramTest, PercentilesMatchSortedOracleWithinPrecision) {
     h.record(v);
   }
   std::sort(values.begin(), values.end());
-  for (double p : {1.0, 50.0, 90.0, 99.0, 99.9, 100.0}) {
-    const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
+  for (std::size_t permille : {10u, 500u, 900u, 990u, 999u, 1000u}) {
+    const double p = static_cast<double>(permille) / 10.0;
+    // The oracle's rank in integers: ceil(permille * n / 1000).
+    const std::size_t rank = (permille * values.size() + 999) / 1000;
     const auto truth = static_cast<std::uint64_t>(values[std::max<std::size_t>(rank, 1) - 1]);
     const std::uint64_t got = h.value_at_percentile(p);
     EXPECT_GE(got, truth) << "seed " << seed << " p" << p;
@@ -74,6 +76,20 @@ TEST(HistogramTest, PercentilesMatchSortedOracleWithinPrecision) {
   }
   EXPECT_EQ(h.max(), static_cast<std::uint64_t>(values.back()));
   EXPECT_EQ(h.min(), static_cast<std::uint64_t>(values.front()));
+}
+
+TEST(HistogramTest, PercentileRanksDoNotRoundUpPastExactProducts) {
+  // 99.9 / 100 * 1000 is 999.0000000000001 in doubles: the rank is still 999.
+  Histogram h;
+  for (int v = 1; v <= 1000; ++v) h.record(v);
+  // Reported as the top of the true value's bucket; 999's bucket ends at 999
+  // and 1000 starts the next, so a rank rounded up would show as 1003.
+  const auto top_of = [](std::uint64_t v) { return Histogram::bucket_high(Histogram::bucket_of(v)); };
+  EXPECT_EQ(h.value_at_percentile(99.9), top_of(999));
+  EXPECT_EQ(top_of(999), 999u);
+  EXPECT_EQ(h.value_at_percentile(99), top_of(990));
+  EXPECT_EQ(h.value_at_percentile(50), top_of(500));
+  EXPECT_EQ(h.value_at_percentile(100), 1000u);  // never above the maximum
 }
 
 TEST(HistogramTest, NegativeValuesCountAsZero) {

@@ -123,7 +123,6 @@ TEST(ExecutorTest, RejectsShortPayloadsAndForeignKeys) {
 }
 
 TEST(ExecutorTest, SpinHandlerRunsAtLeastItsTime) {
-  Executor e(*parse_handler("spin:200"), ExecutionLog());
   std::vector<std::uint8_t> counts(1);
   Executor logged(*parse_handler("spin:200"), ExecutionLog(counts.data(), 1, 1));
   TaskHeader h{make_key(0, 0), 0};
@@ -147,8 +146,6 @@ void expect_exact(const RunResult& r, std::uint64_t tasks) {
   EXPECT_EQ(r.start_to_complete.count(), tasks);
   EXPECT_GT(r.throughput_tps, 0);
   EXPECT_GT(r.cpu_ns_per_task, 0);
-  // A round trip contains the handler's run.
-  EXPECT_GE(r.round_trip.max(), r.start_to_complete.min());
 }
 
 TEST_P(SystemTest, ClosedLoopOneTaskApiCompletesEveryTaskOnce) {
@@ -170,7 +167,7 @@ TEST_P(SystemTest, ReportsDeliberatelyLostAndDuplicatedTasks) {
   LoadConfig c = small_run(2'000);
   c.inject_loss = 3;
   c.inject_duplicate = 5;
-  c.drain_timeout_ns = 300'000'000;
+  c.drain_timeout_ns = 2'000'000'000;  // the wait that makes the 3 lost ones count
   const RunResult r = run_load(*system, c);
   ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
   EXPECT_EQ(r.submitted, 2'000u);
@@ -195,7 +192,27 @@ TEST_P(SystemTest, OpenLoopKeepsToTheSchedule) {
 INSTANTIATE_TEST_SUITE_P(Systems, SystemTest, ::testing::Values("taskring", "bip_mq", "moodycamel", "tbb"),
                          [](const auto& param_info) { return param_info.param; });
 
-TEST(RunLoadTest, DurationRunSubmitsUntilTheDeadlineAndLosesNothing) {
+TEST(RunLoadTest, OpenLoopDurationRunIssuesEveryTaskDueBeforeTheEnd) {
+  // One worker spinning 100 us per task serves 10k/s; 20k/s are offered, so
+  // the producers fall behind. They must still issue every task due before
+  // the end, late, instead of stopping at the wall-clock deadline: 2 x 2000.
+  auto system = make_taskring_system();
+  LoadConfig c = small_run(0);
+  c.workers = 1;
+  c.rate = 20'000;
+  c.duration_ns = 200'000'000;
+  c.handler = *parse_handler("spin:100");
+  const RunResult r = run_load(*system, c);
+  ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();
+  EXPECT_EQ(r.submitted, 4'000u);
+  EXPECT_EQ(r.completed, 4'000u);
+  EXPECT_EQ(r.lost, 0u);
+  // 4000 tasks of 100 us on one worker take 0.4 s: the last ones waited
+  // about 0.2 s past their due time, and the round trip shows it.
+  EXPECT_GT(r.round_trip.max(), 100'000'000u);
+}
+
+TEST(RunLoadTest, DurationRunLosesNothing) {
   auto system = make_taskring_system();
   LoadConfig c = small_run(0);
   c.duration_ns = 300'000'000;
