@@ -474,6 +474,18 @@ struct MpmcConfig {
   std::size_t max_batch = 8;
 };
 
+// Waits after a failed try on a full or empty ring: yield a few times, then
+// sleep briefly. Yield alone collapses on a loaded machine: each yield hands
+// the core to another process for a whole time slice, while a short sleep
+// wakes with the scheduler's credit for having slept.
+void retry_pause(int& failures) {
+  if (++failures < 16) {
+    std::this_thread::yield();
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
 // P producers push (producer << 24 | seq), C consumers pop with a random mix
 // of single pops and batches. Oracles: every value popped exactly once, each
 // consumer sees each producer's sequence strictly increasing, sums conserved.
@@ -503,6 +515,7 @@ void run_mpmc(Ring ring, const MpmcConfig& cfg, std::uint64_t seed) {
       std::vector<std::uint32_t> buf(cfg.max_batch);
       std::uint64_t sum = 0;
       std::uint32_t seq = 0;
+      int failures = 0;
       barrier.arrive_and_wait();
       while (seq < cfg.per_producer) {
         if (std::chrono::steady_clock::now() > deadline) {
@@ -519,7 +532,9 @@ void run_mpmc(Ring ring, const MpmcConfig& cfg, std::uint64_t seed) {
         seq += static_cast<std::uint32_t>(got);
         if (got < want) {
           full_refusals.fetch_add(1, std::memory_order_relaxed);
-          std::this_thread::yield();
+          retry_pause(failures);
+        } else {
+          failures = 0;
         }
       }
       pushed_sum.fetch_add(sum);
@@ -532,6 +547,7 @@ void run_mpmc(Ring ring, const MpmcConfig& cfg, std::uint64_t seed) {
       std::vector<std::uint32_t> buf(cfg.max_batch);
       std::vector<std::int64_t> last(static_cast<std::size_t>(cfg.producers), -1);
       std::uint64_t sum = 0;
+      int failures = 0;
       barrier.arrive_and_wait();
       // Runs until every producer has finished and the ring is then found
       // empty: a lost value shows up as missing, not as a hang.
@@ -545,9 +561,10 @@ void run_mpmc(Ring ring, const MpmcConfig& cfg, std::uint64_t seed) {
             timed_out.store(true);
             break;
           }
-          std::this_thread::yield();
+          retry_pause(failures);
           continue;
         }
+        failures = 0;
         for (std::size_t i = 0; i < got; ++i) {
           const std::uint32_t v = buf[i];
           const std::uint32_t producer = v >> 24;
