@@ -111,12 +111,9 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
   s.priority = static_cast<std::uint8_t>(o.priority);
   s.name_len = static_cast<std::uint8_t>(task.size());
   std::memcpy(s.name, task.data(), task.size());
-  s.result_len = 0;
-  s.result_block = detail::kNoBlock;
   s.submitter_pid = ipc::current_pid();
-  // Relaxed: published by the state word ([R3]).
-  s.start_ns.store(0, std::memory_order_relaxed);
-  s.finish_ns.store(0, std::memory_order_relaxed);
+  // result_len, result_block, start_ns and finish_ns were reset when the
+  // slot was freed (Engine::release_blocks), or are zero from formatting.
   ipc::Arena::AllocResult ar = ipc::Arena::AllocResult::kOk;
   Status st = with_full_policy(
       e, o, deadline,
@@ -416,7 +413,7 @@ bool racy_copy_result(const Engine& e, const TaskSlot& s, std::string& out) {
   const std::uint32_t len = racy_read(s.result_len);
   const std::uint32_t block = racy_read(s.result_block);
   if (block == detail::kNoBlock) {
-    if (len > detail::kInlineBytes) return false;
+    if (len > detail::kInlineResultBytes) return false;
     racy_copy(out, s.inline_result, len);
     return true;
   }

@@ -53,6 +53,7 @@ Status Engine::format(ipc::Segment& seg, const EngineConfig& c) {
   control->deque_capacity = c.deque_capacity;
   control->slot_size = sizeof(TaskSlot);
   control->inline_bytes = kInlineBytes;
+  control->inline_result_bytes = kInlineResultBytes;
   control->mode = c.mode;
 
   auto* queues = reinterpret_cast<QueueEntry*>(seg.section_bytes(kSecQueues).data());
@@ -138,7 +139,8 @@ Status Engine::bind(ipc::Access) {
   if ((*cfg)->size < sizeof(ConfigBlock)) return data_loss(who + ": config section too small");
   control_ = reinterpret_cast<ConfigBlock*>(seg_.base() + (*cfg)->offset);
   const ConfigBlock& c = *control_;
-  if (c.slot_size != sizeof(TaskSlot) || c.inline_bytes != kInlineBytes) {
+  if (c.slot_size != sizeof(TaskSlot) || c.inline_bytes != kInlineBytes ||
+      c.inline_result_bytes != kInlineResultBytes) {
     return data_loss(who + ": slot size " + std::to_string(c.slot_size) + " / inline bytes " +
                      std::to_string(c.inline_bytes) + " differ from this build's " +
                      std::to_string(sizeof(TaskSlot)) + " / " + std::to_string(kInlineBytes));
@@ -270,7 +272,7 @@ ipc::Arena::AllocResult Engine::store_bytes(TaskSlot& s, bool result, std::strin
   std::uint32_t& len = result ? s.result_len : s.payload_len;
   std::uint32_t& block = result ? s.result_block : s.payload_block;
   std::uint8_t* inline_area = result ? s.inline_result : s.inline_payload;
-  if (bytes.size() <= kInlineBytes) {
+  if (bytes.size() <= (result ? kInlineResultBytes : kInlineBytes)) {
     if (!bytes.empty()) std::memcpy(inline_area, bytes.data(), bytes.size());
     block = kNoBlock;
   } else {
@@ -288,7 +290,7 @@ bool Engine::read_bytes(const TaskSlot& s, bool result, std::string_view& out) c
   const std::uint32_t len = result ? s.result_len : s.payload_len;
   const std::uint32_t block = result ? s.result_block : s.payload_block;
   if (block == kNoBlock) {
-    if (len > kInlineBytes) return false;
+    if (len > (result ? kInlineResultBytes : kInlineBytes)) return false;
     out = {reinterpret_cast<const char*>(result ? s.inline_result : s.inline_payload), len};
     return true;
   }
@@ -305,6 +307,11 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
   s.result_block = kNoBlock;
   s.payload_len = 0;
   s.result_len = 0;
+  // Relaxed: the next owner pops the slot from the free stack, whose push
+  // releases these stores. Resetting here, on the side that just read them,
+  // keeps submit from touching the worker's cache line (line 3).
+  s.start_ns.store(0, std::memory_order_relaxed);
+  s.finish_ns.store(0, std::memory_order_relaxed);
 }
 
 bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {

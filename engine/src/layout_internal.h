@@ -18,7 +18,7 @@
 
 namespace taskring::detail {
 
-inline constexpr std::uint32_t kLayoutVersion = 3;
+inline constexpr std::uint32_t kLayoutVersion = 4;
 
 // Section ids in the segment directory.
 enum SectionId : std::uint32_t {
@@ -48,7 +48,7 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   std::uint32_t slot_size;       // sizeof(TaskSlot), checked on attach
   std::uint32_t inline_bytes;    // kInlineBytes, checked on attach
   std::uint32_t mode;
-  std::uint32_t reserved0;
+  std::uint32_t inline_result_bytes;  // kInlineResultBytes, checked on attach
   std::uint8_t reserved1[kFalseSharingRange - 48];
 
   alignas(kFalseSharingRange) std::atomic<std::uint32_t> reserved_wake;  // 0, unused
@@ -123,10 +123,17 @@ constexpr std::uint64_t make_free(std::uint32_t generation) noexcept {
 constexpr std::uint32_t next_generation(std::uint32_t g) noexcept { return g + 1 == 0 ? 1 : g + 1; }
 }  // namespace sw
 
-inline constexpr std::uint32_t kInlineBytes = 56;
+inline constexpr std::uint32_t kInlineBytes = 56;        // payloads up to this size sit in the slot
+inline constexpr std::uint32_t kInlineResultBytes = 40;  // results up to this size sit in the slot
 inline constexpr std::uint32_t kNoBlock = 0xFFFFFFFFu;
 
+// Fields are grouped by who writes them, so that a task moves as few cache
+// lines between the producer's core and the worker's as it can: the producer
+// writes lines 0 and 1 (and 2 for payloads over 32 bytes or names over 16),
+// the worker writes line 0's state word and line 3. Freeing a slot resets
+// line 3, on the freeing side, so that submitting never touches it.
 struct alignas(kCacheLineSize) TaskSlot {
+  // ---- line 0: the state word and what the producer writes
   std::atomic<std::uint64_t> state;    // 0: the state word above
   std::atomic<std::uint32_t> done_seq; // 8: futex word, bumped on every terminal transition
   std::atomic<std::uint32_t> waiters;  // 12: producers parked on done_seq
@@ -136,33 +143,39 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::uint8_t name_len;               // 23: bytes of `name` used
   std::uint32_t payload_len;           // 24
   std::uint32_t payload_block;         // 28: arena unit, or kNoBlock when inline
-  std::uint32_t result_len;            // 32
-  std::uint32_t result_block;          // 36: arena unit, or kNoBlock when inline
-  std::uint32_t submitter_pid;         // 40
-  std::uint32_t reserved0;             // 44
-  // Timestamps are atomics (relaxed) because a canceller and the worker may
-  // both write finish_ns; the state word's CAS orders them for readers.
-  std::atomic<std::int64_t> submit_ns; // 48: CLOCK_MONOTONIC
-  std::atomic<std::int64_t> start_ns;  // 56
-  std::atomic<std::int64_t> finish_ns; // 64
-  // 72: when a canceller won against the claim: [generation:32 | delay:32],
+  std::uint32_t submitter_pid;         // 32
+  std::uint32_t reserved0;             // 36
+  // Timestamps are atomics (relaxed) because peek reads them racily; the
+  // state word's CAS orders them for readers.
+  std::atomic<std::int64_t> submit_ns; // 40: CLOCK_MONOTONIC
+  char name[kMaxTaskNameLength + 1];   // 48: task name (not NUL-terminated: name_len); to 96
+  // ---- line 1 (from 64): the rest of a long name, then the payload
+  std::uint8_t inline_payload[kInlineBytes];  // 96: to 152
+  // ---- line 2 (from 128): the payload's tail and rarely written fields
+  // 152: when a canceller won against the claim: [generation:32 | delay:32],
   // delay since submit_ns in microseconds, or in milliseconds with bit 31
   // set when longer than 2^31 us. Written before the cancel CAS; tagged with
   // the generation so that a losing or stale canceller leaves no trace on a
   // later task in the slot. Read only for tasks cancelled before they ran.
   std::atomic<std::uint64_t> cancel_stamp;
-  std::uint64_t reserved1[2];          // 80: room for run-at, deadline, retry policy
-  char name[kMaxTaskNameLength + 1];   // 96: task name (not NUL-terminated: name_len)
-  std::uint8_t inline_payload[kInlineBytes];  // 144
-  std::uint8_t inline_result[kInlineBytes];   // 200
+  std::uint64_t reserved1[4];          // 160: room for run-at, deadline, retry policy
+  // ---- line 3 (from 192): what the worker writes
+  std::uint32_t result_len;            // 192
+  std::uint32_t result_block;          // 196: arena unit, or kNoBlock when inline
+  std::atomic<std::int64_t> start_ns;  // 200
+  std::atomic<std::int64_t> finish_ns; // 208
+  std::uint8_t inline_result[kInlineResultBytes];  // 216: to 256
 };
 static_assert(sizeof(TaskSlot) == 256);
 static_assert(offsetof(TaskSlot, next_free) == 16);
 static_assert(offsetof(TaskSlot, queue) == 20);
-static_assert(offsetof(TaskSlot, cancel_stamp) == 72);
-static_assert(offsetof(TaskSlot, name) == 96);
-static_assert(offsetof(TaskSlot, inline_payload) == 144);
-static_assert(offsetof(TaskSlot, inline_result) == 200);
+static_assert(offsetof(TaskSlot, submit_ns) == 40);
+static_assert(offsetof(TaskSlot, name) == 48);
+static_assert(offsetof(TaskSlot, inline_payload) == 96);
+static_assert(offsetof(TaskSlot, cancel_stamp) == 152);
+static_assert(offsetof(TaskSlot, result_len) == 3 * kCacheLineSize);
+static_assert(offsetof(TaskSlot, start_ns) == 200);
+static_assert(offsetof(TaskSlot, inline_result) == 216);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 // ---- Worker registry -------------------------------------------------------

@@ -92,9 +92,11 @@ Status EngineConfig::validate() const {
     return invalid_argument("payload_area " + num(payload_area) + ": must be a multiple of 4096 and at most " +
                             num(kMaxArea) + " (256 GiB)");
   }
-  if (max_payload > detail::kInlineBytes &&
+  // Results over kInlineResultBytes (the smaller inline area) need a block too.
+  if (max_payload > detail::kInlineResultBytes &&
       max_payload > ipc::Arena::max_block_data(payload_area / ipc::kArenaUnit)) {
     return invalid_argument("max_payload " + num(max_payload) + ": payloads over " + num(detail::kInlineBytes) +
+                            " bytes and results over " + num(detail::kInlineResultBytes) +
                             " bytes live in the payload area, whose largest block holds " +
                             num(ipc::Arena::max_block_data(payload_area / ipc::kArenaUnit)) +
                             " bytes; raise payload_area or lower max_payload");

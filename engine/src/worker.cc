@@ -337,9 +337,10 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   }
   auto r = engine_->store_bytes(s, true, value);
   if (r != ipc::Arena::AllocResult::kOk) {
-    err = "no room in the payload area for a result of " + std::to_string(value.size()) + " bytes";
+    // Short enough to stay whole in the slot's inline result area.
+    err = "payload area full: " + std::to_string(value.size()) + "-byte result";
     outcome = TaskState::kFailed;
-    r = engine_->store_bytes(s, true, std::string_view(err).substr(0, kInlineBytes));
+    r = engine_->store_bytes(s, true, std::string_view(err).substr(0, kInlineResultBytes));
     TASKRING_ASSERT(r == ipc::Arena::AllocResult::kOk);
   }
   const std::int64_t finish = ipc::monotonic_ns();

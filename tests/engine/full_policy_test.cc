@@ -248,8 +248,8 @@ TEST(FullPolicyTest, ResultThatFindsNoRoomInTheAreaFailsTheTaskWithAMessage) {
   auto out = seg.client().wait(ids[0], kHangTimeoutNs);
   ASSERT_TRUE(out.is_ok()) << out.status().to_string();
   EXPECT_EQ(out->state, TaskState::kFailed);
-  EXPECT_NE(out->value.find("no room in the payload area"), std::string::npos) << out->value;
-  EXPECT_NE(out->value.find(std::to_string(big.size())), std::string::npos) << out->value;
+  EXPECT_NE(out->value.find("payload area full"), std::string::npos) << out->value;
+  EXPECT_NE(out->value.find(std::to_string(big.size()) + "-byte result"), std::string::npos) << out->value;
 }
 
 TEST(FullPolicyTest, FullPayloadAreaWithWaitPolicyUnblocksWhenBlocksReturn) {
