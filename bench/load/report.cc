@@ -1,3 +1,4 @@
+// The harness's reports: run metadata, JSON and the results table.
 #include "report.h"
 
 #include <sys/utsname.h>
@@ -9,11 +10,9 @@
 #include <string>
 
 #include "common.h"
+#include "git_commit.h"  // generated in the build directory: TASKRING_GIT_COMMIT
 #include "table.h"
 
-#ifndef TASKRING_GIT_COMMIT
-#define TASKRING_GIT_COMMIT ""
-#endif
 #ifndef TASKRING_BUILD_TYPE
 #define TASKRING_BUILD_TYPE ""
 #endif
