@@ -51,7 +51,7 @@ if [[ -n "$only" ]]; then
   fi
 fi
 
-scripts/bootstrap.sh
+scripts/bootstrap.sh >&2
 cmake -S "$root" -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DTASKRING_BUILD_BENCH=ON \
   -DTASKRING_BUILD_TESTS=OFF >/dev/null
 cmake --build build/bench --target taskring_bench >/dev/null
