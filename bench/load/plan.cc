@@ -662,6 +662,8 @@ std::string render_plan_markdown(const PlanReport& report, std::string_view svg_
   o += "| batch | " + std::to_string(b.batch) + (b.batch == 1 ? " (the one-task API)" : "") + " |\n";
   o += "| handler | " + b.handler.to_string() + " |\n";
   o += std::string("| pinned to CPUs | ") + (b.pin ? "yes" : "no") + " |\n";
+  o += "| worker spin rounds, claim batch | " + std::to_string(b.spin_rounds) + ", " + std::to_string(b.claim_batch) +
+       " |\n";
   o += "| p99 target | " + latency(st.p99_target_ns) + " |\n";
   char share[16];
   std::snprintf(share, sizeof share, "%.0f%%", kKeptUpShare * 100);
@@ -928,6 +930,10 @@ void add_plan_command(CLI::App& app, cli::Action& action) {
   add_value_option(sub, "--handler", st.base.handler, parse_handler,
                    "What each task does: noop, or spin:US (busy for US microseconds)", "HANDLER", "noop");
   sub->add_flag("--pin", st.base.pin, "Pin producer i to cpu i and worker j to cpu P+j (modulo the cores)");
+  cli::add_unsigned_option(sub, "--spin-rounds", st.base.spin_rounds, 0, 1u << 30,
+                           "Worker idle polls before yielding and parking (large: a spinning worker)");
+  cli::add_unsigned_option(sub, "--claim-batch", st.base.claim_batch, 1, 256,
+                           "Tasks a worker takes from the queue at once");
   add_value_option(sub, "--p99-target", st.p99_target_ns, parse_duration,
                    "The p99 round-trip latency a sustainable rate must meet, e.g. 500us, 2ms, 1s", "DURATION")
       ->required();
