@@ -452,13 +452,22 @@ TEST(CancelRaceTest, LosingOrStaleCancelsLeaveNoTraceOnTasks) {
     threads.emplace_back([&, c] {
       std::mt19937_64 rng(seed + static_cast<std::uint64_t>(c));
       std::array<std::uint64_t, kProducers> last{};
+      int misses = 0;
       while (!stop.load()) {
         const std::size_t p = rng() % kProducers;
         const std::uint64_t v = current[p].load();
         if (v == 0 || v == last[p]) {  // each canceller cancels each task once
-          std::this_thread::yield();
+          // Yield a few times, then sleep briefly: six threads that only
+          // yield hand a loaded machine's cores to other processes for whole
+          // time slices and starve the producer and the worker.
+          if (++misses < 16) {
+            std::this_thread::yield();
+          } else {
+            std::this_thread::sleep_for(std::chrono::microseconds(20));
+          }
           continue;
         }
+        misses = 0;
         last[p] = v;
         for (std::uint64_t i = rng() % 256; i > 0; --i) cpu_pause();
         (void)client.cancel(TaskId{v});
