@@ -59,8 +59,11 @@ struct alignas(kCacheLineSize) Control {
   std::atomic<std::uint32_t> failed{0};
   std::atomic<std::uint32_t> error_written{0};
   std::int64_t start_ns = 0;
+  std::int32_t error_code = 0;  // the StatusCode of error[], published with it by [B6]
   char error[kErrorBytes] = {};
 };
+
+constexpr std::int64_t kProducerFinished = -1;
 
 struct ProducerReport {
   std::uint64_t submitted = 0;   // sequence numbers issued
@@ -70,6 +73,10 @@ struct ProducerReport {
   std::uint32_t stalled = 0;
   std::uint32_t capacity_reached = 0;
   std::int64_t last_complete_ns = 0;
+  // The producer's last loop turn, for the coordinator's watchdog, or
+  // kProducerFinished. Relaxed: a liveness hint; a stale reading only
+  // delays the verdict by a turn.
+  std::atomic<std::int64_t> heartbeat_ns{0};
   Histogram submit_to_start;
   Histogram start_to_complete;
   Histogram round_trip;
@@ -142,8 +149,9 @@ class SharedRun {
     Control& c = control();
     std::uint32_t expected = 0;
     if (c.failed.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {  // [B5]
-      const std::string text = status.to_string();
+      const std::string& text = status.message();
       std::memcpy(c.error, text.data(), std::min(text.size(), kErrorBytes - 1));
+      c.error_code = static_cast<std::int32_t>(status.code());
       c.error_written.store(1, std::memory_order_release);  // [B6]
     }
     c.abort.store(1, std::memory_order_relaxed);  // relaxed: see Control::abort
@@ -157,7 +165,12 @@ class SharedRun {
       }
       return Status::ok();
     }
-    return internal_error(std::string(c.error, strnlen(c.error, kErrorBytes)));
+    std::string text(c.error, strnlen(c.error, kErrorBytes));
+    const std::int32_t code = c.error_code;
+    if (code <= static_cast<std::int32_t>(StatusCode::kOk) || code > static_cast<std::int32_t>(StatusCode::kInternal)) {
+      return internal_error(std::move(text));  // a code this build does not know: keep the message
+    }
+    return Status(static_cast<StatusCode>(code), std::move(text));
   }
 
  private:
@@ -218,6 +231,7 @@ class ProducerLoop {
     bool submitting = true;
     while (run_.control().abort.load(std::memory_order_relaxed) == 0) {  // relaxed: see Control::abort
       std::int64_t now = now_ns();
+      report_.heartbeat_ns.store(now, std::memory_order_relaxed);  // relaxed: see heartbeat_ns
       // An open loop stops at the first task due at or after the end, however
       // late the producer is: the tasks due before it are the run's, and the
       // latest of them are the ones a stalled system delays most.
@@ -345,13 +359,18 @@ void producer_main(System& system, const LoadConfig& c, SharedRun& run, std::uin
   }
   if (!st.is_ok()) run.fail(Status(st.code(), "producer " + std::to_string(index) + ": " + st.message()));
   ctl.ready.fetch_add(1, std::memory_order_release);  // [B1]
-  if (!st.is_ok()) return;
+  if (!st.is_ok()) {
+    run.producer(index).heartbeat_ns.store(kProducerFinished, std::memory_order_relaxed);  // see heartbeat_ns
+    return;
+  }
   while (ctl.go.load(std::memory_order_acquire) == 0) {  // [B4]
     ipc::futex_wait(ctl.go, 0, 100'000'000);
   }
-  if (ctl.abort.load(std::memory_order_relaxed) != 0) return;  // relaxed: see Control::abort
-  st = ProducerLoop(c, index, run, *port).run();
-  if (!st.is_ok()) run.fail(Status(st.code(), "producer " + std::to_string(index) + ": " + st.message()));
+  if (ctl.abort.load(std::memory_order_relaxed) == 0) {  // relaxed: see Control::abort
+    st = ProducerLoop(c, index, run, *port).run();
+    if (!st.is_ok()) run.fail(Status(st.code(), "producer " + std::to_string(index) + ": " + st.message()));
+  }
+  run.producer(index).heartbeat_ns.store(kProducerFinished, std::memory_order_relaxed);  // see heartbeat_ns
 }
 
 void worker_main(System& system, const LoadConfig& c, SharedRun& run, std::uint32_t index) {
@@ -400,6 +419,35 @@ void start(SharedRun& run) {
   ctl.start_ns = now_ns();
   ctl.go.store(1, std::memory_order_release);  // [B3]
   ipc::futex_wake(ctl.go, INT_MAX);
+}
+
+// How long a producer may go without a loop turn before the run is declared
+// stuck: twice the drain timeout (a producer legitimately waits that long
+// for a receipt) plus a second. Only a producer blocked inside the system
+// under test (a send on a queue whose lock a dead process holds, say) stays
+// silent that long.
+std::int64_t watchdog_limit_ns(const LoadConfig& c) { return 2 * c.drain_timeout_ns + 1'000'000'000; }
+
+// The first producer (of those for which `running(p)`) whose heartbeat is
+// older than the watchdog limit, or -1.
+template <typename Running>
+int stuck_producer(SharedRun& run, const LoadConfig& c, Running running) {
+  const std::int64_t now = now_ns();
+  const std::int64_t start = run.control().start_ns;
+  for (std::uint32_t p = 0; p < c.producers; ++p) {
+    if (!running(p)) continue;
+    // relaxed: see ProducerReport::heartbeat_ns
+    const std::int64_t beat = run.producer(p).heartbeat_ns.load(std::memory_order_relaxed);
+    if (beat == kProducerFinished) continue;
+    if (now - std::max(start, beat) > watchdog_limit_ns(c)) return static_cast<int>(p);
+  }
+  return -1;
+}
+
+Status stuck_error(std::string_view system, int producer, const LoadConfig& c) {
+  return deadline_exceeded("producer " + std::to_string(producer) + " made no progress for " +
+                           std::to_string(watchdog_limit_ns(c) / 1'000'000) + " ms (twice --drain-timeout plus 1 s): " +
+                           "blocked inside " + std::string(system) + "; every process of the run was killed");
 }
 
 // The body of a forked child: dies with the harness (so no worker outlives
@@ -503,7 +551,31 @@ std::int64_t coordinate_processes(System& system, const LoadConfig& c, SharedRun
     }
     return true;
   };
-  for (pid_t pid : producers) reap(pid, 0);
+  // Reap the producers, with the watchdog: poll, since a stuck producer
+  // must not block the harness.
+  std::vector<bool> done(producers.size(), false);
+  for (std::size_t left_count = producers.size(); left_count > 0;) {
+    for (std::size_t i = 0; i < producers.size(); ++i) {
+      if (!done[i] && reap(producers[i], WNOHANG)) {
+        done[i] = true;
+        --left_count;
+      }
+    }
+    if (left_count == 0) break;
+    const int stuck = stuck_producer(run, c, [&](std::uint32_t p) { return p < done.size() && !done[p]; });
+    if (stuck >= 0) {
+      run.fail(stuck_error(system.name(), stuck, c));
+      for (std::size_t i = 0; i < producers.size(); ++i) {
+        if (!done[i]) kill(producers[i], SIGKILL);
+      }
+      for (pid_t pid : workers) kill(pid, SIGKILL);
+      for (std::size_t i = 0; i < producers.size(); ++i) {
+        if (!done[i]) reap(producers[i], 0);
+      }
+      break;
+    }
+    sleep_ns(10'000'000);
+  }
   system.stop_workers(workers);
   const std::int64_t deadline = now_ns() + kStopTimeoutNs;
   std::vector<pid_t> left = workers;
@@ -584,7 +656,21 @@ RunResult run_load(System& system, const LoadConfig& config) {
     }
     int status = 0;
     rusage ru{};
-    while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
+    // Poll with the watchdog: producers that are threads of the child report
+    // their heartbeats through the same mapping.
+    for (;;) {
+      const pid_t r = wait4(pid, &status, WNOHANG, &ru);
+      if (r == pid || (r < 0 && errno != EINTR)) break;
+      if (run.control().go.load(std::memory_order_acquire) != 0 &&  // [B4]: start_ns is set
+          stuck_producer(run, config, [](std::uint32_t) { return true; }) >= 0) {
+        const int stuck = stuck_producer(run, config, [](std::uint32_t) { return true; });
+        run.fail(stuck_error(system.name(), stuck, config));
+        kill(pid, SIGKILL);
+        while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
+        }
+        break;
+      }
+      sleep_ns(10'000'000);
     }
     add_rusage(ru, cpu_ns);
     if (WIFSIGNALED(status)) {

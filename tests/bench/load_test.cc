@@ -2,7 +2,10 @@
 // accounting of every system on small runs, including runs with a
 // deliberately lost or duplicated task.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <string>
 
 #include "load.h"
@@ -223,6 +226,57 @@ TEST(RunLoadTest, DurationRunLosesNothing) {
   EXPECT_EQ(r.lost, 0u);
   EXPECT_EQ(r.duplicates, 0u);
 }
+
+// A system whose producers block inside submit forever, as behind a queue
+// lock held by a dead process; its workers block too.
+class StuckSystem final : public System {
+ public:
+  explicit StuckSystem(bool threads) : threads_(threads) {}
+  std::string_view name() const override { return "stuck"; }
+  bool single_process() const override { return threads_; }
+  Status prepare(const LoadConfig&) override { return Status::ok(); }
+  Result<std::unique_ptr<ProducerPort>> open_producer(std::uint32_t) override {
+    return std::unique_ptr<ProducerPort>(std::make_unique<StuckProducer>());
+  }
+  Result<std::unique_ptr<WorkerPort>> open_worker(std::uint32_t) override {
+    return std::unique_ptr<WorkerPort>(std::make_unique<StuckWorker>());
+  }
+  void stop_workers(std::span<const pid_t>) override {}
+  void cleanup() override {}
+
+ private:
+  struct StuckProducer final : ProducerPort {
+    Status submit(std::span<const std::string_view>) override {
+      for (;;) pause();
+    }
+    Result<std::size_t> collect(std::span<Receipt>, std::int64_t) override { return std::size_t{0}; }
+  };
+  struct StuckWorker final : WorkerPort {
+    Status run(Executor&) override {
+      for (;;) pause();
+    }
+  };
+  bool threads_;
+};
+
+class WatchdogTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(WatchdogTest, ProducerBlockedInsideTheSystemEndsTheRunAndLeavesNoProcess) {
+  StuckSystem system(GetParam());
+  LoadConfig c = small_run(1'000);
+  c.drain_timeout_ns = 200'000'000;  // the watchdog fires after 2 x 0.2 s + 1 s
+  const RunResult r = run_load(system, c);
+  EXPECT_EQ(r.status.code(), StatusCode::kDeadlineExceeded) << r.status.to_string();
+  EXPECT_NE(r.status.message().find("made no progress"), std::string::npos) << r.status.message();
+  EXPECT_NE(r.status.message().find("stuck"), std::string::npos) << r.status.message();
+  // Every producer and worker process was killed and reaped.
+  errno = 0;
+  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, WatchdogTest, ::testing::Values(false, true),
+                         [](const auto& param_info) { return param_info.param ? "threads" : "processes"; });
 
 TEST(RunLoadTest, InvalidConfigFailsBeforeStartingAnything) {
   auto system = make_taskring_system();
