@@ -192,6 +192,10 @@ class System {
   virtual void cleanup() = 0;
 };
 
+// Sleeps `ns` nanoseconds (nothing if <= 0), resuming after signals. For
+// ports whose wait has nothing to wait on. May block.
+void sleep_ns(std::int64_t ns) noexcept;
+
 // Factories, one file each (taskring_system.cc, bip_mq_system.cc, ...).
 std::unique_ptr<System> make_taskring_system();
 std::unique_ptr<System> make_bip_mq_system();

@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "common.h"
 #include "load.h"
+#include "options.h"
 #include "report.h"
 
 namespace taskring::bench {
@@ -107,65 +108,16 @@ void add_run_command(CLI::App& app, cli::Action& action) {
   cli::add_unsigned_option(&app, "-w,--workers", c.workers, 1, 64, "worker processes (threads for in-process baselines)");
   auto* tasks = cli::add_unsigned_option(&app, "-n,--tasks", c.tasks, 1, std::uint64_t{1} << 36,
                                          "tasks in all (default 200000 when --duration is not given)");
-  auto* duration = cli::add_parsed_option(
-      &app, "-d,--duration", "--duration",
-      [&c](std::string_view t) {
-        auto v = cli::parse_seconds(t);
-        if (!v.is_ok()) return v.status();
-        if (*v == 0) return invalid_argument("'" + std::string(t) + "': must be above 0 seconds");
-        c.duration_ns = *v;
-        return Status::ok();
-      },
-      "run for this many seconds instead of a task count", "SECONDS");
+  auto* duration = add_value_option(&app, "-d,--duration", "--duration", c.duration_ns, parse_positive_seconds,
+                                    "run for this many seconds instead of a task count", "SECONDS");
   tasks->excludes(duration);
-  cli::add_unsigned_option(&app, "-b,--batch", c.batch, 1, 4096, "tasks per submit call (1: the one-task API)");
   cli::add_unsigned_option(&app, "--inflight", c.inflight, 1, 1 << 16,
                            "tasks in flight per producer (default: max(64, batch) closed loop, 4096 open loop)");
-  cli::add_parsed_option(
-      &app, "-r,--rate", "--rate",
-      [&c](std::string_view t) {
-        auto v = parse_rate(t);
-        if (!v.is_ok()) return v.status();
-        c.rate = *v;
-        return Status::ok();
-      },
-      "open loop at this many tasks per second over all producers (default: closed loop)", "RATE");
-  cli::add_parsed_option(
-      &app, "--payload", "--payload",
-      [&c](std::string_view t) {
-        auto v = cli::parse_byte_size(t);
-        if (!v.is_ok()) return v.status();
-        if (*v < sizeof(TaskHeader) || *v > (1u << 20)) {
-          return invalid_argument("'" + std::string(t) + "': must be between 16 bytes (the task header) and 1M");
-        }
-        c.payload = static_cast<std::uint32_t>(*v);
-        return Status::ok();
-      },
-      "payload bytes per task (16 to 1M; K and M suffixes)", "BYTES", "32");
-  cli::add_parsed_option(
-      &app, "--handler", "--handler",
-      [&c](std::string_view t) {
-        auto v = parse_handler(t);
-        if (!v.is_ok()) return v.status();
-        c.handler = *v;
-        return Status::ok();
-      },
-      "what each task does: noop, or spin:US (busy for US microseconds)", "HANDLER", "noop");
-  app.add_flag("--pin", c.pin, "pin producer i to cpu i and worker j to cpu P+j (modulo the cores)");
-  cli::add_unsigned_option(&app, "--spin-rounds", c.spin_rounds, 0, 1u << 30,
-                           "taskring workers: idle polls before yielding and parking (large: a spinning worker)");
-  cli::add_unsigned_option(&app, "--claim-batch", c.claim_batch, 1, 256,
-                           "taskring workers: tasks taken from the queue at once");
-  cli::add_parsed_option(
-      &app, "--drain-timeout", "--drain-timeout",
-      [&c](std::string_view t) {
-        auto v = cli::parse_seconds(t);
-        if (!v.is_ok()) return v.status();
-        if (*v == 0) return invalid_argument("'" + std::string(t) + "': must be above 0 seconds");
-        c.drain_timeout_ns = *v;
-        return Status::ok();
-      },
-      "end the run when no task finished for this long; the rest count as lost", "SECONDS", "10");
+  add_value_option(&app, "-r,--rate", "--rate", c.rate, parse_rate,
+                   "open loop at this many tasks per second over all producers (default: closed loop)", "RATE");
+  add_workload_options(&app, c);
+  add_value_option(&app, "--drain-timeout", "--drain-timeout", c.drain_timeout_ns, parse_positive_seconds,
+                   "end the run when no task finished for this long; the rest count as lost", "SECONDS", "10");
   cli::add_unsigned_option(&app, "--inject-loss", c.inject_loss, 0, std::uint64_t{1} << 36,
                            "testing the harness: producer 0 drops its first N tasks");
   cli::add_unsigned_option(&app, "--inject-duplicate", c.inject_duplicate, 0, std::uint64_t{1} << 36,

@@ -20,6 +20,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "options.h"
 #include "report.h"
 #include "table.h"
 
@@ -854,21 +855,6 @@ int run_plan_command(PlanCommand& c) {
   return exit_status;
 }
 
-// An option whose value goes through `parse` into `target`.
-template <typename T, typename Parse>
-CLI::Option* add_value_option(CLI::App* app, const std::string& flag, T& target, Parse parse,
-                              const std::string& description, const std::string& type_name,
-                              const std::string& default_text = {}) {
-  return cli::add_parsed_option(
-      app, flag, flag,
-      [&target, parse](std::string_view text) -> Status {
-        auto v = parse(text);
-        if (!v) return v.status();
-        target = std::move(*v);
-        return Status::ok();
-      },
-      description, type_name, default_text);
-}
 
 }  // namespace
 
@@ -891,9 +877,9 @@ void add_plan_command(CLI::App& app, cli::Action& action) {
         return Status::ok();
       },
       "Offered rates to run, tasks/s, increasing (k and M suffixes), e.g. 50k,100k,200k", "RATE,...");
-  CLI::Option* from = add_value_option(sub, "--rate-from", c->rate_from, parse_rate,
+  CLI::Option* from = add_value_option(sub, "--rate-from", "--rate-from", c->rate_from, parse_rate,
                                        "Lowest offered rate of a geometric sweep (with --rate-to)", "RATE");
-  CLI::Option* to = add_value_option(sub, "--rate-to", c->rate_to, parse_rate,
+  CLI::Option* to = add_value_option(sub, "--rate-to", "--rate-to", c->rate_to, parse_rate,
                                      "Highest offered rate of a geometric sweep (with --rate-from)", "RATE");
   CLI::Option* steps = cli::add_unsigned_option(sub, "--steps", c->steps, 2, kMaxSteps,
                                                 "Rates in the geometric sweep, ends included");
@@ -901,40 +887,13 @@ void add_plan_command(CLI::App& app, cli::Action& action) {
   from->needs(to);
   to->needs(from);
   steps->needs(from);
-  add_value_option(sub, "--workers", st.workers, parse_worker_list,
+  add_value_option(sub, "--workers", "--workers", st.workers, parse_worker_list,
                    "Worker counts to sweep, each its own series, e.g. 1,2", "N,...", "1");
   cli::add_unsigned_option(sub, "--producers", st.base.producers, 1, kMaxWorkers, "Producer processes");
-  cli::add_parsed_option(
-      sub, "--duration", "--duration",
-      [c](std::string_view text) -> Status {
-        Result<std::int64_t> v = cli::parse_seconds(text);
-        if (!v) return v.status();
-        if (*v == 0) return invalid_argument(in_quotes(text) + ": must be above 0 seconds");
-        c->settings.base.duration_ns = *v;
-        return Status::ok();
-      },
-      "Seconds each step offers load", "SECONDS", "2");
-  cli::add_parsed_option(
-      sub, "--payload", "--payload",
-      [c](std::string_view text) -> Status {
-        Result<std::uint64_t> v = cli::parse_byte_size(text);
-        if (!v) return v.status();
-        if (*v < sizeof(TaskHeader) || *v > (std::uint64_t{1} << 20)) {
-          return invalid_argument(in_quotes(text) + ": must be between 16 bytes (the task header) and 1M");
-        }
-        c->settings.base.payload = static_cast<std::uint32_t>(*v);
-        return Status::ok();
-      },
-      "Payload bytes per task (16 to 1M; K and M suffixes)", "BYTES", "32");
-  cli::add_unsigned_option(sub, "--batch", st.base.batch, 1, 4096, "Tasks per submit call (1: the one-task API)");
-  add_value_option(sub, "--handler", st.base.handler, parse_handler,
-                   "What each task does: noop, or spin:US (busy for US microseconds)", "HANDLER", "noop");
-  sub->add_flag("--pin", st.base.pin, "Pin producer i to cpu i and worker j to cpu P+j (modulo the cores)");
-  cli::add_unsigned_option(sub, "--spin-rounds", st.base.spin_rounds, 0, 1u << 30,
-                           "Worker idle polls before yielding and parking (large: a spinning worker)");
-  cli::add_unsigned_option(sub, "--claim-batch", st.base.claim_batch, 1, 256,
-                           "Tasks a worker takes from the queue at once");
-  add_value_option(sub, "--p99-target", st.p99_target_ns, parse_duration,
+  add_value_option(sub, "--duration", "--duration", st.base.duration_ns, parse_positive_seconds,
+                   "Seconds each step offers load", "SECONDS", "2");
+  add_workload_options(sub, st.base);
+  add_value_option(sub, "--p99-target", "--p99-target", st.p99_target_ns, parse_duration,
                    "The p99 round-trip latency a sustainable rate must meet, e.g. 500us, 2ms, 1s", "DURATION")
       ->required();
   cli::add_parsed_option(

@@ -182,13 +182,6 @@ class SharedRun {
 
 std::int64_t now_ns() { return ipc::monotonic_ns(); }
 
-void sleep_ns(std::int64_t ns) {
-  if (ns <= 0) return;
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 Status pin_to(std::uint32_t cpu) {
   const long online = sysconf(_SC_NPROCESSORS_ONLN);
   const auto n = static_cast<std::uint32_t>(online > 0 ? online : 1);
@@ -596,6 +589,13 @@ std::int64_t coordinate_processes(System& system, const LoadConfig& c, SharedRun
 
 }  // namespace
 
+void sleep_ns(std::int64_t ns) noexcept {
+  if (ns <= 0) return;
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
 bool ExecutionLog::record(std::uint64_t key) noexcept {
   const std::uint32_t p = key_producer(key);
   const std::uint64_t seq = key_sequence(key);
@@ -661,9 +661,11 @@ RunResult run_load(System& system, const LoadConfig& config) {
     for (;;) {
       const pid_t r = wait4(pid, &status, WNOHANG, &ru);
       if (r == pid || (r < 0 && errno != EINTR)) break;
-      if (run.control().go.load(std::memory_order_acquire) != 0 &&  // [B4]: start_ns is set
-          stuck_producer(run, config, [](std::uint32_t) { return true; }) >= 0) {
-        const int stuck = stuck_producer(run, config, [](std::uint32_t) { return true; });
+      // [B4]: once go is set, start_ns is.
+      const int stuck = run.control().go.load(std::memory_order_acquire) == 0
+                            ? -1
+                            : stuck_producer(run, config, [](std::uint32_t) { return true; });
+      if (stuck >= 0) {
         run.fail(stuck_error(system.name(), stuck, config));
         kill(pid, SIGKILL);
         while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {

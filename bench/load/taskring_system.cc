@@ -6,7 +6,6 @@
 // Thread safety: each port is used by the one thread of its process; the
 // SIGUSR1 handler only calls Worker::stop, which is async-signal-safe.
 #include <signal.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -72,11 +71,7 @@ class TaskringProducer final : public ProducerPort {
     if (pending_.empty()) {
       // Nothing to wait for (the rest were lost before reaching us): wait
       // out the timeout as the contract says, instead of spinning.
-      if (timeout_ns > 0) {
-        timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000), static_cast<long>(timeout_ns % 1'000'000'000)};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-        }
-      }
+      sleep_ns(timeout_ns);
       return std::size_t{0};
     }
     // Wait for the oldest task; the ones after it are usually done by then.
