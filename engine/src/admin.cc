@@ -45,4 +45,15 @@ Status destroy_segment(std::string_view name) {
   return ipc::Segment::remove(name);
 }
 
+Status drain_segment(std::string_view name) {
+  auto engine = detail::Engine::attach(name, ipc::Access::kReadWrite);
+  if (!engine) return engine.status();
+  detail::Engine& e = **engine;
+  // Relaxed: workers poll the epoch on every turn of their loop; the wake
+  // below makes parked ones take that turn now (release on the futex word).
+  e.control().drain_epoch.fetch_add(1, std::memory_order_relaxed);
+  e.wake_all_workers();
+  return Status::ok();
+}
+
 }  // namespace taskring

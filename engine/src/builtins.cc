@@ -31,7 +31,8 @@ void Worker::register_builtins() {
   const auto must = [](Status s) { TASKRING_ASSERT(s.is_ok()); };
   must(register_handler("noop", [](TaskContext&) {}));
   must(register_handler("echo", [](TaskContext& ctx) { ctx.set_result(ctx.payload()); }));
-  must(register_handler("fail", [](TaskContext& ctx) { ctx.fail(ctx.payload()); }));
+  // fail fails the same way every time: one attempt unless the submitter asks for more.
+  must(register_handler("fail", [](TaskContext& ctx) { ctx.fail(ctx.payload()); }, HandlerOptions{1}));
   must(register_handler("sleep", [](TaskContext& ctx) {
     std::uint64_t ms = 0;
     if (!parse_count(ctx.payload(), ms)) return bad_count(ctx, "milliseconds");

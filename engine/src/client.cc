@@ -78,10 +78,15 @@ Result<std::uint32_t> check_options(const Engine& e, const SubmitOptions& o) {
     return invalid_argument("priority " + std::to_string(static_cast<unsigned>(o.priority)) +
                             ": must be 0 (critical) to 3 (low)");
   }
+  if (o.max_attempts > kMaxAttemptsLimit) {
+    return invalid_argument("max_attempts " + std::to_string(o.max_attempts) + ": must be 1 to " +
+                            std::to_string(kMaxAttemptsLimit) + ", or 0 for the handler's default");
+  }
   return static_cast<std::uint32_t>(q);
 }
 
-// Pops a free slot under the full policy.
+// Pops a free slot under the full policy and marks it reserved by this
+// process, so that recovery can free it if we die before submitting it.
 Result<std::uint32_t> allocate_slot(Engine& e, const SubmitOptions& o, std::int64_t& deadline) {
   std::uint32_t index = 0;
   bool corrupt = false;
@@ -95,7 +100,28 @@ Result<std::uint32_t> allocate_slot(Engine& e, const SubmitOptions& o, std::int6
       "no free task slot: every slot holds a task or an unread result");
   if (!st.is_ok()) return st;
   if (corrupt) return data_loss("segment '" + e.segment().name() + "': the free-slot stack is corrupt");
+  TaskSlot& s = e.slot(index);
+  // Relaxed: the pop made the slot ours ([A1] in free_stack.cc acquired the
+  // freer's stores); a recoverer acts on this word only once our pid is dead.
+  const std::uint64_t w = s.state.load(std::memory_order_relaxed);
+  if (sw::state(w) != TaskState::kFree || sw::reserved(w)) {
+    return data_loss("segment '" + e.segment().name() + "': the free-slot stack names slot " + std::to_string(index) +
+                     ", which is in use");
+  }
+  s.state.store(sw::make_reserved(ipc::current_pid(), w), std::memory_order_relaxed);
   return index;
+}
+
+// Returns a reserved slot that was never published to the free stack.
+void unreserve(Engine& e, std::uint32_t index) {
+  TaskSlot& s = e.slot(index);
+  s.payload_block = detail::kNoBlock;
+  s.payload_len = 0;
+  // Relaxed: published by the free stack's push, as in Engine::free_slot.
+  const std::uint64_t w = s.state.load(std::memory_order_relaxed);
+  s.state.store(sw::make_free(s.free_gen, w), std::memory_order_relaxed);
+  e.free_slots().push(index);
+  e.notify_space();
 }
 
 // Fills slot `index` for a task and stores its payload; the slot is still
@@ -112,6 +138,8 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
   s.name_len = static_cast<std::uint8_t>(task.size());
   std::memcpy(s.name, task.data(), task.size());
   s.submitter_pid = ipc::current_pid();
+  s.max_attempts = static_cast<std::uint8_t>(o.max_attempts);
+  s.crashes = 0;
   // result_len, result_block, start_ns and finish_ns were reset when the
   // slot was freed (Engine::release_blocks), or are zero from formatting.
   ipc::Arena::AllocResult ar = ipc::Arena::AllocResult::kOk;
@@ -128,10 +156,7 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
              : data_loss("segment '" + e.segment().name() + "': the payload area is corrupt");
   }
   if (!st.is_ok()) {
-    s.payload_block = detail::kNoBlock;
-    s.payload_len = 0;
-    e.free_slots().push(index);
-    e.notify_space();
+    unreserve(e, index);
     return st;
   }
   if (submit_ns == 0) submit_ns = ipc::monotonic_ns();
@@ -139,32 +164,48 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
   return Status::ok();
 }
 
-// Publishes a filled slot as pending and queued. The caller owns the slot
-// exclusively (it came off the free stack), so this transition is a store.
-std::uint32_t publish_pending(Engine& e, std::uint32_t index, const SubmitOptions& o) {
+// Publishes a filled, reserved slot as pending and queued, with the next
+// reference tag. The caller owns the slot exclusively, so this transition is
+// a store. Returns the published word (its generation makes the id, its tag
+// the ring value).
+std::uint64_t publish_pending(Engine& e, std::uint32_t index, const SubmitOptions& o) {
   TaskSlot& s = e.slot(index);
-  // Relaxed: we own the slot; the word is only read for its generation.
+  // Relaxed: we own the slot; the word is only read for its tag.
   const std::uint64_t w = s.state.load(std::memory_order_relaxed);
-  const std::uint32_t gen = sw::generation(w);
-  std::uint64_t next = sw::make_free(gen) | static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+  std::uint64_t next = sw::next_tag(sw::make_free(s.free_gen, w)) | static_cast<std::uint64_t>(TaskState::kPending) |
+                       sw::kQueued;
   if (o.detached) next |= sw::kReleased;
   // [R3] release: publishes the slot's fields to whoever acquires the state
   // word ([A3] lookup, the worker's claim); the ring push ([R1]) publishes
   // them to the worker that pops the index.
   s.state.store(next, std::memory_order_release);
-  return gen;
+  return next;
+}
+
+// True if the task published as `published` has been requeued by the
+// lost-reference audit (recovery.cc) while we held it unpushed: it is then
+// live under a newer tag, and our own push would only add a stale name.
+bool requeued_meanwhile(const Engine& e, std::uint32_t index, std::uint64_t published) {
+  // Relaxed: a hint; unpublish decides with a CAS.
+  const std::uint64_t w = e.slot(index).state.load(std::memory_order_relaxed);
+  return sw::tag(w) != sw::tag(published) || sw::generation(w) != sw::generation(published);
 }
 
 // Undoes publish_pending for a slot that never reached a ring. Its id was
 // never returned, but ids can be guessed: a concurrent cancel or release may
-// have changed the word, and drop_queued settles that case.
-void unpublish(Engine& e, std::uint32_t index) {
+// have changed the word, and drop_queued settles that case. Returns false
+// if the audit requeued the task meanwhile: it is live, and the submission
+// stands.
+bool unpublish(Engine& e, std::uint32_t index, std::uint64_t published) {
   TaskSlot& s = e.slot(index);
   std::uint64_t w = s.state.load(std::memory_order_acquire);  // as [A3]
-  while (sw::state(w) == TaskState::kPending) {
-    if (e.free_slot(index, w)) return;  // on failure w is the new word
+  for (;;) {
+    if (sw::tag(w) != sw::tag(published) || sw::generation(w) != sw::generation(published)) return false;
+    if (sw::state(w) != TaskState::kPending) break;
+    if (e.free_slot(index, w)) return true;  // on failure w is the new word
   }
-  e.drop_queued(index);
+  e.drop_queued(sw::ref(index, w));
+  return true;
 }
 
 }  // namespace
@@ -194,18 +235,24 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   if (!index) return index.status();
   std::int64_t submit_ns = 0;
   TASKRING_RETURN_IF_ERROR(fill_slot(e, *index, *queue, o, task, payload, deadline, submit_ns));
-  const std::uint32_t gen = publish_pending(e, *index, o);
+  const std::uint64_t published = publish_pending(e, *index, o);
   ipc::Ring ring = e.ring(*queue, o.priority);
-  Status st = with_full_policy(e, o, deadline, [&] { return ring.try_push(*index); },
-                               "queue ring full");
-  if (!st.is_ok()) {
-    unpublish(e, *index);
-    return st;
-  }
+  bool first = true;
+  Status st = with_full_policy(
+      e, o, deadline,
+      [&] {
+        // A retry first checks whether the audit requeued the task while we
+        // waited for room (after it sat unnamed through two audit passes).
+        if (!first && requeued_meanwhile(e, *index, published)) return true;
+        first = false;
+        return ring.try_push(sw::ref(*index, published));
+      },
+      "queue ring full");
+  if (!st.is_ok() && unpublish(e, *index, published)) return st;
   // Relaxed: a statistics counter; readers want an approximate total.
   e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);
   e.notify_work(*queue, 1);
-  return TaskId::make(*index, gen);
+  return TaskId::make(*index, sw::generation(published));
 }
 
 Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::span<TaskId> ids,
@@ -221,7 +268,8 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
   std::int64_t deadline = 0;
   ipc::Ring ring = e.ring(*queue, o.priority);
   constexpr std::size_t kChunk = 64;
-  std::uint32_t chunk[kChunk];
+  std::uint32_t chunk[kChunk];        // ring values, [tag | slot]
+  std::uint64_t published[kChunk];    // the words they were published with
   std::size_t done = 0;
   Status stop;
   while (done < tasks.size() && stop.is_ok()) {
@@ -248,20 +296,32 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
         if (n == 0 || st.code() != StatusCode::kResourceExhausted) stop = st;
         break;
       }
-      const std::uint32_t gen = publish_pending(e, *index, o);
-      ids[done + n] = TaskId::make(*index, gen);
-      chunk[n++] = *index;
+      published[n] = publish_pending(e, *index, o);
+      ids[done + n] = TaskId::make(*index, sw::generation(published[n]));
+      chunk[n] = sw::ref(*index, published[n]);
+      ++n;
     }
     std::size_t pushed = 0;
+    bool first = true;
     Status st = with_full_policy(
         e, o, deadline,
         [&] {
+          // As in submit: tasks the audit requeued while we waited count as
+          // pushed (they are live under a newer tag).
+          while (!first && pushed < n && requeued_meanwhile(e, sw::ref_slot(chunk[pushed]), published[pushed])) {
+            ++pushed;
+          }
+          first = false;
           pushed += ring.try_push_batch(chunk + pushed, n - pushed);
           return pushed == n;
         },
         "queue ring full");
     if (n > 0 && !st.is_ok() && stop.is_ok()) stop = st;
-    for (std::size_t i = pushed; i < n; ++i) unpublish(e, chunk[i]);
+    // A task requeued by the audit between the last check and its unpublish
+    // stays live although it is reported as not submitted; that needs the
+    // ring to stay full through two audit passes and a race of a few
+    // instructions, and its unread result is then freed by retention.
+    for (std::size_t i = pushed; i < n; ++i) (void)unpublish(e, sw::ref_slot(chunk[i]), published[i]);
     if (pushed > 0) {
       e.queue(*queue).submitted.fetch_add(pushed, std::memory_order_relaxed);  // statistics
       e.notify_work(*queue, static_cast<std::uint32_t>(pushed));
@@ -293,6 +353,12 @@ Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, 
   out.id = id;
   out.state = sw::state(w);
   out.attempts = sw::attempts(w);
+  // Plain reads: ordered by the acquire of the terminal state word ([A3]).
+  out.crashes = s.crashes;
+  if (out.crashes > 0) {
+    out.last_crash_pid = s.crash_pid;
+    out.last_crash = detail::decode_exit(s.crash_reason);
+  }
   // Relaxed: ordered by the acquire of the terminal state word ([A3]).
   out.submit_ns = s.submit_ns.load(std::memory_order_relaxed);
   out.start_ns = s.start_ns.load(std::memory_order_relaxed);
@@ -319,7 +385,7 @@ Result<std::optional<TaskOutcome>> Client::try_get(TaskId id) {
   TaskSlot* s = e.lookup(id, w);
   if (s == nullptr) return gone(id);
   for (;;) {
-    if (sw::generation(w) != id.generation() || (w & sw::kReleased) != 0 || sw::state(w) == TaskState::kFree) {
+    if (sw::generation(w) != id.generation() || (w & sw::kReleased) != 0 || !sw::live(w)) {
       return gone(id);  // detached, or another reader consumed it first
     }
     if (!is_terminal(sw::state(w))) return std::optional<TaskOutcome>();
@@ -441,6 +507,12 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     info.attempts = sw::attempts(w);
     info.owner_worker = sw::owner(w);
     info.cancel_requested = (w & sw::kCancelReq) != 0;
+    info.max_attempts = racy_read(s->max_attempts);
+    info.crashes = racy_read(s->crashes);
+    if (info.crashes > 0) {
+      info.last_crash_pid = racy_read(s->crash_pid);
+      info.last_crash = detail::decode_exit(racy_read(s->crash_reason));
+    }
     racy_copy(info.task_name, s->name, std::min<std::size_t>(racy_read(s->name_len), kMaxTaskNameLength));
     info.queue = std::string(e.queue_name(s->queue.load(std::memory_order_relaxed)));
     info.priority = static_cast<Priority>(racy_read(s->priority) & 3);
@@ -475,7 +547,7 @@ Result<CancelOutcome> Client::cancel(TaskId id) {
   TaskSlot* s = e.lookup(id, w);
   if (s == nullptr) return gone(id);
   for (;;) {
-    if (sw::generation(w) != id.generation() || sw::state(w) == TaskState::kFree) return gone(id);
+    if (sw::generation(w) != id.generation() || !sw::live(w)) return gone(id);
     const TaskState st = sw::state(w);
     if (is_terminal(st)) return CancelOutcome::kAlreadyFinished;
     if (st == TaskState::kPending) {
@@ -518,7 +590,7 @@ Status Client::release(TaskId id) {
   TaskSlot* s = e.lookup(id, w);
   if (s == nullptr || (w & sw::kReleased) != 0) return gone(id);
   for (;;) {
-    if (sw::generation(w) != id.generation() || sw::state(w) == TaskState::kFree || (w & sw::kReleased) != 0) {
+    if (sw::generation(w) != id.generation() || !sw::live(w) || (w & sw::kReleased) != 0) {
       return gone(id);
     }
     if (is_terminal(sw::state(w)) && (w & sw::kQueued) == 0) {

@@ -73,6 +73,7 @@ Status Engine::format(ipc::Segment& seg, const EngineConfig& c) {
   auto* slots = reinterpret_cast<TaskSlot*>(seg.section_bytes(kSecSlots).data());
   for (std::uint32_t i = 0; i < c.slots; ++i) {
     slots[i].state.store(sw::make_free(1), std::memory_order_relaxed);
+    slots[i].free_gen = 1;
     slots[i].payload_block = kNoBlock;
     slots[i].result_block = kNoBlock;
   }
@@ -264,7 +265,9 @@ TaskSlot* Engine::lookup(TaskId id, std::uint64_t& word) const noexcept {
   // [A3] acquire: pairs with the release in the transitions that published
   // the slot's fields ([R3] submit, [R4] completion).
   word = s.state.load(std::memory_order_acquire);
-  if (sw::generation(word) != id.generation() || sw::state(word) == TaskState::kFree) return nullptr;
+  if (sw::generation(word) != id.generation() || sw::state(word) == TaskState::kFree || sw::reserved(word)) {
+    return nullptr;
+  }
   return &s;
 }
 
@@ -300,6 +303,12 @@ bool Engine::read_bytes(const TaskSlot& s, bool result, std::string_view& out) c
   return true;
 }
 
+void Engine::release_result(TaskSlot& s) noexcept {
+  if (s.result_block != kNoBlock) arena_.release(s.result_block);
+  s.result_block = kNoBlock;
+  s.result_len = 0;
+}
+
 void Engine::release_blocks(TaskSlot& s) noexcept {
   if (s.payload_block != kNoBlock) arena_.release(s.payload_block);
   if (s.result_block != kNoBlock) arena_.release(s.result_block);
@@ -316,25 +325,34 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
 
 bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {
   TaskSlot& s = slots_[index];
+  // A reserved slot never had an id handed out: it keeps the generation it
+  // was reserved with. Any other task's id must never name the slot again.
+  // (free_gen is read before the CAS; for a reserved word nobody but its
+  // dead reserver wrote it since the slot was last freed.)
+  const std::uint32_t gen = sw::reserved(word) ? s.free_gen : sw::next_generation(sw::generation(word));
   // [R5] acq_rel: acquire the last writer's fields before we release their
   // blocks; release so the next owner, who pops the slot from the free stack,
   // sees it free. Once this CAS succeeds we own the slot exclusively: a free
   // slot is reachable only through the free stack.
-  if (!s.state.compare_exchange_strong(word, sw::make_free(sw::next_generation(sw::generation(word))),
-                                       std::memory_order_acq_rel, std::memory_order_acquire)) {
+  if (!s.state.compare_exchange_strong(word, sw::make_free(gen, word), std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
     return false;  // acquire on failure: the caller re-examines the new word, as [A3]
   }
+  s.free_gen = gen;  // published by the free stack's push, as the fields below
   release_blocks(s);
   free_slots_.push(index);
   notify_space();
   return true;
 }
 
-bool Engine::drop_queued(std::uint32_t index) noexcept {
+bool Engine::drop_queued(std::uint32_t ref) noexcept {
+  const std::uint32_t index = sw::ref_slot(ref);
+  if (index >= slot_count_) return false;
   TaskSlot& s = slots_[index];
   std::uint64_t w = s.state.load(std::memory_order_acquire);  // as [A3]
   for (;;) {
-    if ((w & sw::kQueued) == 0 || sw::state(w) == TaskState::kPending) return false;
+    if ((w & sw::kQueued) == 0 || sw::state(w) == TaskState::kPending || sw::reserved(w)) return false;
+    if (sw::tag(w) != sw::ref_tag(ref)) return false;  // a stale name: the queued bit is not ours
     if ((w & sw::kReleased) != 0 && is_terminal(sw::state(w))) {
       if (free_slot(index, w)) return true;
     } else if (s.state.compare_exchange_weak(w, w & ~sw::kQueued, std::memory_order_acq_rel,
@@ -343,6 +361,20 @@ bool Engine::drop_queued(std::uint32_t index) noexcept {
       return true;
     }
   }
+}
+
+bool Engine::push_ref(std::uint32_t index, std::uint64_t w, ipc::Ring* fallback) noexcept {
+  const TaskSlot& s = slots_[index];
+  // Relaxed: the caller holds the task (its queued tag is not yet pushed).
+  const std::uint32_t q0 = s.queue.load(std::memory_order_relaxed);
+  const std::uint32_t q = q0 < queue_count_ ? q0 : 0;
+  const std::uint32_t value = sw::ref(index, w);
+  if (!ring(q, static_cast<Priority>(s.priority & 3)).try_push(value) &&
+      (fallback == nullptr || !fallback->try_push(value))) {
+    return false;
+  }
+  notify_work(q, 1);
+  return true;
 }
 
 namespace {

@@ -76,17 +76,27 @@ class Engine {
   bool read_bytes(const TaskSlot& s, bool result, std::string_view& out) const noexcept;
   // Releases the slot's arena blocks (payload and result).
   void release_blocks(TaskSlot& s) noexcept;
+  // Releases the slot's result (block and length) only: before a retry
+  // stores a new one, or when recovery discards a dead worker's.
+  void release_result(TaskSlot& s) noexcept;
   // Frees slot `index` whose state word is `word` (terminal or pending-never-
   // published): CAS to free with the next generation, release its blocks,
   // push it on the free stack. Returns false if the CAS lost (someone else
   // changed the word); `word` then holds the current value.
   bool free_slot(std::uint32_t index, std::uint64_t& word) noexcept;
 
-  // For a popped slot index whose task is no longer pending (cancelled while
-  // queued): clears the queued bit, and frees the slot if its producer has
-  // released it. Returns false if the word is not queued (a stale or corrupt
-  // index), true otherwise.
-  bool drop_queued(std::uint32_t index) noexcept;
+  // For a popped ring value (sw::ref) whose task is no longer pending
+  // (cancelled while queued): clears the queued bit, and frees the slot if
+  // its producer has released it. Returns false if the value is stale (its
+  // tag is not the slot's) or the word is not queued, true otherwise.
+  bool drop_queued(std::uint32_t ref) noexcept;
+
+  // Puts task `index` (state word `w`, which the caller holds: pending and
+  // queued with a tag nobody has pushed yet) in its queue ring, or if that
+  // is full in `fallback` (a deque; may be null). Returns false if neither
+  // had room: the task is then named by nothing, and the lost-reference
+  // audit requeues it.
+  bool push_ref(std::uint32_t index, std::uint64_t w, ipc::Ring* fallback) noexcept;
 
   // Wake protocols (docs/architecture.md "Waking").
   // After making work available in queue `queue`: wakes up to `n` parked

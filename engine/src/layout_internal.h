@@ -18,7 +18,7 @@
 
 namespace taskring::detail {
 
-inline constexpr std::uint32_t kLayoutVersion = 4;
+inline constexpr std::uint32_t kLayoutVersion = 5;
 
 // Section ids in the segment directory.
 enum SectionId : std::uint32_t {
@@ -63,12 +63,24 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   alignas(kFalseSharingRange) std::atomic<std::uint32_t> closing;
   // One past the highest registry index ever taken: scans stop there.
   std::atomic<std::uint32_t> worker_hwm;
-  std::uint8_t pad[kFalseSharingRange - 8];
+  // Bumped by drain_segment: a worker that attached under an older value
+  // stops claiming and returns from run().
+  std::atomic<std::uint32_t> drain_epoch;
+  std::uint32_t reserved2;
+  // CLOCK_MONOTONIC after which the next periodic lost-reference audit is
+  // due; the process whose CAS moves it forward runs the audit.
+  std::atomic<std::int64_t> next_audit_ns;
+  // Recovery totals, for observers (relaxed counters).
+  std::atomic<std::uint64_t> workers_recovered;
+  std::atomic<std::uint64_t> tasks_recovered;   // requeued or failed after a worker died
+  std::atomic<std::uint64_t> lost_tasks_found;  // requeued or dropped by the audit
+  std::uint8_t pad[kFalseSharingRange - 48];
 };
 static_assert(sizeof(ConfigBlock) == 4 * kFalseSharingRange);
 static_assert(offsetof(ConfigBlock, parked_workers) == kFalseSharingRange + 4);
 static_assert(offsetof(ConfigBlock, space_seq) == 2 * kFalseSharingRange);
 static_assert(offsetof(ConfigBlock, closing) == 3 * kFalseSharingRange);
+static_assert(offsetof(ConfigBlock, next_audit_ns) == 3 * kFalseSharingRange + 16);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 // ---- Queue table ---------------------------------------------------------
@@ -95,8 +107,15 @@ static_assert(sizeof(QueueEntry) == 3 * kFalseSharingRange);
 //   bit   7      reserved (0)
 //   bits  8..15  owner: registry index + 1 of the worker running it; 0 none
 //   bits 16..23  attempts: how many times a worker claimed it
-//   bits 24..31  reserved (0): room for retry and delay flags
+//   bits 24..31  reference tag: bumped every time the task is (re)queued;
+//                a ring or deque names the task as [tag:8 | slot:24], and a
+//                name whose tag differs from the word's is stale and ignored,
+//                so a task requeued by recovery never runs from two names
 //   bits 32..63  generation; the task id is generation << 32 | slot
+// State kReserved (6) is internal: a producer took the slot off the free
+// stack and is filling it. Its word is [pid:32 | tag:8 | 0:20 | 6]: the
+// producer's pid instead of a generation (the generation waits in
+// TaskSlot::free_gen), so recovery can free the slots of dead producers.
 namespace sw {
 inline constexpr std::uint64_t kStateMask = 0xF;
 inline constexpr std::uint64_t kQueued = 1u << 4;
@@ -104,8 +123,13 @@ inline constexpr std::uint64_t kReleased = 1u << 5;
 inline constexpr std::uint64_t kCancelReq = 1u << 6;
 inline constexpr int kOwnerShift = 8;
 inline constexpr int kAttemptShift = 16;
+inline constexpr int kTagShift = 24;
 inline constexpr std::uint64_t kOwnerMask = 0xFFull << kOwnerShift;
 inline constexpr std::uint64_t kAttemptMask = 0xFFull << kAttemptShift;
+inline constexpr std::uint64_t kTagMask = 0xFFull << kTagShift;
+inline constexpr std::uint64_t kReservedState = 6;
+// A ring value: [tag:8 | slot:24]. Slots are at most 2^22 (EngineConfig).
+inline constexpr std::uint32_t kRefSlotMask = 0xFFFFFF;
 
 constexpr TaskState state(std::uint64_t w) noexcept { return static_cast<TaskState>(w & kStateMask); }
 constexpr std::uint32_t generation(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
@@ -116,15 +140,37 @@ constexpr std::uint32_t attempts(std::uint64_t w) noexcept {
 constexpr std::uint64_t with_state(std::uint64_t w, TaskState s) noexcept {
   return (w & ~kStateMask) | static_cast<std::uint64_t>(s);
 }
-constexpr std::uint64_t make_free(std::uint32_t generation) noexcept {
-  return std::uint64_t{generation} << 32;
+constexpr std::uint32_t tag(std::uint64_t w) noexcept { return static_cast<std::uint32_t>((w & kTagMask) >> kTagShift); }
+// `w` with its tag advanced by one (wrapping within 8 bits).
+constexpr std::uint64_t next_tag(std::uint64_t w) noexcept {
+  return (w & ~kTagMask) | ((std::uint64_t{(tag(w) + 1) & 0xFF}) << kTagShift);
 }
+// A free word of `generation` that keeps `w`'s tag: tags only ever move
+// forward for a slot, so a stale name from an earlier task stays stale.
+constexpr std::uint64_t make_free(std::uint32_t generation, std::uint64_t w = 0) noexcept {
+  return (std::uint64_t{generation} << 32) | (w & kTagMask);
+}
+constexpr bool reserved(std::uint64_t w) noexcept { return (w & kStateMask) == kReservedState; }
+// True if the word holds a task (pending, running or terminal): not free,
+// not reserved, not an invalid state value.
+constexpr bool live(std::uint64_t w) noexcept {
+  const std::uint64_t st = w & kStateMask;
+  return st >= static_cast<std::uint64_t>(TaskState::kPending) && st <= static_cast<std::uint64_t>(TaskState::kCancelled);
+}
+constexpr std::uint64_t make_reserved(std::uint32_t pid, std::uint64_t w) noexcept {
+  return (std::uint64_t{pid} << 32) | (w & kTagMask) | kReservedState;
+}
+constexpr std::uint32_t reserver_pid(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
+// The ring value naming slot `index` whose state word is `w`.
+constexpr std::uint32_t ref(std::uint32_t index, std::uint64_t w) noexcept { return (tag(w) << 24) | index; }
+constexpr std::uint32_t ref_slot(std::uint32_t ref) noexcept { return ref & kRefSlotMask; }
+constexpr std::uint32_t ref_tag(std::uint32_t ref) noexcept { return ref >> 24; }
 // The generation after `g`, skipping 0 so that a task id is never 0.
 constexpr std::uint32_t next_generation(std::uint32_t g) noexcept { return g + 1 == 0 ? 1 : g + 1; }
 }  // namespace sw
 
 inline constexpr std::uint32_t kInlineBytes = 56;        // payloads up to this size sit in the slot
-inline constexpr std::uint32_t kInlineResultBytes = 40;  // results up to this size sit in the slot
+inline constexpr std::uint32_t kInlineResultBytes = 32;  // results up to this size sit in the slot
 inline constexpr std::uint32_t kNoBlock = 0xFFFFFFFFu;
 
 // Fields are grouped by who writes them, so that a task moves as few cache
@@ -144,7 +190,9 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::uint32_t payload_len;           // 24
   std::uint32_t payload_block;         // 28: arena unit, or kNoBlock when inline
   std::uint32_t submitter_pid;         // 32
-  std::uint32_t reserved0;             // 36
+  std::uint8_t max_attempts;           // 36: 0 until the submitter or the first worker sets it
+  std::uint8_t crashes;                // 37: attempts that ended with the worker dying
+  std::uint16_t reserved0;             // 38
   // Timestamps are atomics (relaxed) because peek reads them racily; the
   // state word's CAS orders them for readers.
   std::atomic<std::int64_t> submit_ns; // 40: CLOCK_MONOTONIC
@@ -158,13 +206,22 @@ struct alignas(kCacheLineSize) TaskSlot {
   // the generation so that a losing or stale canceller leaves no trace on a
   // later task in the slot. Read only for tasks cancelled before they ran.
   std::atomic<std::uint64_t> cancel_stamp;
-  std::uint64_t reserved1[4];          // 160: room for run-at, deadline, retry policy
+  // 160: the last worker that died running it, and how (recovery writes
+  // these while it holds the task; readers trust them when crashes > 0).
+  std::uint32_t crash_pid;             // 160
+  std::uint32_t crash_reason;          // 164: [kind:8 | code:8], see encode_exit
+  std::uint64_t reserved1[3];          // 168: room for run-at, deadline, retry policy
   // ---- line 3 (from 192): what the worker writes
   std::uint32_t result_len;            // 192
   std::uint32_t result_block;          // 196: arena unit, or kNoBlock when inline
   std::atomic<std::int64_t> start_ns;  // 200
   std::atomic<std::int64_t> finish_ns; // 208
-  std::uint8_t inline_result[kInlineResultBytes];  // 216: to 256
+  // 216: the generation the slot's next task gets, written by whoever frees
+  // the slot (and by format) before it is pushed on the free stack; a
+  // reserved word does not hold it.
+  std::uint32_t free_gen;
+  std::uint32_t reserved2;             // 220
+  std::uint8_t inline_result[kInlineResultBytes];  // 224: to 256
 };
 static_assert(sizeof(TaskSlot) == 256);
 static_assert(offsetof(TaskSlot, next_free) == 16);
@@ -175,21 +232,20 @@ static_assert(offsetof(TaskSlot, inline_payload) == 96);
 static_assert(offsetof(TaskSlot, cancel_stamp) == 152);
 static_assert(offsetof(TaskSlot, result_len) == 3 * kCacheLineSize);
 static_assert(offsetof(TaskSlot, start_ns) == 200);
-static_assert(offsetof(TaskSlot, inline_result) == 216);
+static_assert(offsetof(TaskSlot, max_attempts) == 36);
+static_assert(offsetof(TaskSlot, crash_pid) == 160);
+static_assert(offsetof(TaskSlot, free_gen) == 216);
+static_assert(offsetof(TaskSlot, inline_result) == 224);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 // ---- Worker registry -------------------------------------------------------
-struct QueueCounters {
-  std::uint64_t claimed;
-  std::uint64_t succeeded;
-  std::uint64_t failed;
-  std::uint64_t cancelled;
-};
 
 struct alignas(kFalseSharingRange) WorkerEntry {
   // [incarnation:32 | pid:32]; pid 0 = free. Taken by one CAS (Worker::attach)
   // from a free value or from a value whose pid is dead, so exactly one
-  // process owns an entry; the incarnation grows at every take.
+  // process owns an entry; the incarnation grows at every take. While a
+  // recoverer settles a dead worker's entry, the low half is
+  // kRecoveringBit | the recoverer's pid (see recovery.cc).
   std::atomic<std::uint64_t> claim;
   std::atomic<std::int32_t> cpu;         // -1: not pinned
   std::atomic<std::uint32_t> state;      // WorkerState, informative
@@ -199,18 +255,27 @@ struct alignas(kFalseSharingRange) WorkerEntry {
   std::atomic<std::uint64_t> stolen;     // tasks taken from other deques
   std::atomic<std::uint64_t> parks;      // times parked on the futex
   std::atomic<std::uint32_t> current_slot; // slot being run, or kNilIndex
-  std::uint8_t reserved1[kFalseSharingRange - 60];
+  // How the owner ended, as encode_exit; 0 while unknown. Written by a
+  // supervisor (worker_exited) before it recovers the entry.
+  std::atomic<std::uint32_t> exit_reason;  // 60
+  // The owner's identity, kept while a recoverer holds the claim word.
+  std::atomic<std::uint64_t> start_time;   // 64: ticks after boot (ipc::current_start_time)
+  std::atomic<std::uint32_t> owner_pid;    // 72
+  std::atomic<std::uint32_t> drain_epoch;  // 76: ConfigBlock::drain_epoch when it attached
+  std::uint8_t reserved1[kFalseSharingRange - 80];
   // The worker parks on wake_seq with parked = 1; a waker CASes parked 1 -> 0
   // and then bumps wake_seq, so each park is ended by at most one waker.
   alignas(kFalseSharingRange) std::atomic<std::uint32_t> wake_seq;
   std::atomic<std::uint32_t> parked;
   std::uint8_t reserved2[kFalseSharingRange - 8];
-  // Per-queue counters, one writer each (relaxed load + store, no RMW).
-  std::atomic<std::uint64_t> counters[kMaxQueues][4];
+  // Per-queue counters, one writer each (relaxed load + store, no RMW):
+  // claimed, succeeded, failed, cancelled, retried (kCounter*).
+  std::atomic<std::uint64_t> counters[kMaxQueues][5];
 };
 static_assert(offsetof(WorkerEntry, current_slot) == 56);
+static_assert(offsetof(WorkerEntry, start_time) == 64);
 static_assert(offsetof(WorkerEntry, wake_seq) == kFalseSharingRange);
-static_assert(sizeof(WorkerEntry) == 2 * kFalseSharingRange + kMaxQueues * 32);
+static_assert(sizeof(WorkerEntry) == 2 * kFalseSharingRange + kMaxQueues * 40);
 // Encodes and decodes TaskSlot::cancel_stamp.
 constexpr std::uint64_t make_cancel_stamp(std::uint32_t generation, std::int64_t delay_ns) noexcept {
   const std::uint64_t us = delay_ns < 0 ? 0 : static_cast<std::uint64_t>(delay_ns) / 1000;
@@ -227,8 +292,28 @@ constexpr std::int64_t cancel_stamp_delay_ns(std::uint64_t stamp) noexcept {
   return (field >> 31) != 0 ? v * 1'000'000 : v * 1000;
 }
 
-constexpr std::uint32_t claim_pid(std::uint64_t c) noexcept { return static_cast<std::uint32_t>(c); }
+inline constexpr std::uint32_t kRecoveringBit = 0x80000000u;
+// The owner's pid (0: free), or 0 while a recoverer holds the entry.
+constexpr std::uint32_t claim_pid(std::uint64_t c) noexcept {
+  return (static_cast<std::uint32_t>(c) & kRecoveringBit) != 0 ? 0 : static_cast<std::uint32_t>(c);
+}
+constexpr bool claim_recovering(std::uint64_t c) noexcept { return (static_cast<std::uint32_t>(c) & kRecoveringBit) != 0; }
+constexpr std::uint32_t claim_recoverer(std::uint64_t c) noexcept {
+  return static_cast<std::uint32_t>(c) & ~kRecoveringBit;
+}
+// True if the entry is neither free nor being recovered.
+constexpr bool claim_owned(std::uint64_t c) noexcept { return claim_pid(c) != 0; }
 constexpr std::uint32_t claim_incarnation(std::uint64_t c) noexcept { return static_cast<std::uint32_t>(c >> 32); }
-inline constexpr int kCounterClaimed = 0, kCounterSucceeded = 1, kCounterFailed = 2, kCounterCancelled = 3;
+// ExitReason in 32 bits: [kind:8 | code:8]; 0 is "unknown".
+constexpr std::uint32_t encode_exit(std::uint8_t kind, int code) noexcept {
+  return (std::uint32_t{kind} << 8) | (static_cast<std::uint32_t>(code) & 0xFF);
+}
+constexpr ExitReason decode_exit(std::uint32_t v) noexcept {
+  const auto kind = static_cast<ExitReason::Kind>(v >> 8);
+  if (kind != ExitReason::Kind::kExited && kind != ExitReason::Kind::kSignaled) return ExitReason{};
+  return ExitReason{kind, static_cast<int>(v & 0xFF)};
+}
+inline constexpr int kCounterClaimed = 0, kCounterSucceeded = 1, kCounterFailed = 2, kCounterCancelled = 3,
+                     kCounterRetried = 4;
 
 }  // namespace taskring::detail

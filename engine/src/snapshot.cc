@@ -2,6 +2,7 @@
 
 #include "engine_internal.h"
 #include "taskring/ipc/futex.h"
+#include "taskring/ipc/process.h"
 #include "taskring/status.h"
 
 namespace taskring {
@@ -41,6 +42,9 @@ Result<SegmentSnapshot> read_snapshot(std::string_view name) {
   }
   snap.free_slots = snap.tasks_by_state[static_cast<std::size_t>(TaskState::kFree)];
   snap.payload_area_used_bytes = e.arena().bumped_units_approx() * ipc::kArenaUnit;
+  snap.workers_recovered = e.control().workers_recovered.load(std::memory_order_relaxed);
+  snap.tasks_recovered = e.control().tasks_recovered.load(std::memory_order_relaxed);
+  snap.lost_tasks_found = e.control().lost_tasks_found.load(std::memory_order_relaxed);
   for (std::uint32_t q = 0; q < e.queue_count(); ++q) {
     QueueSnapshot qs;
     qs.name = std::string(e.queue_name(q));
@@ -58,6 +62,7 @@ Result<SegmentSnapshot> read_snapshot(std::string_view name) {
       snap.queues[q].succeeded += w.counters[q][detail::kCounterSucceeded].load(std::memory_order_relaxed);
       snap.queues[q].failed += w.counters[q][detail::kCounterFailed].load(std::memory_order_relaxed);
       snap.queues[q].cancelled += w.counters[q][detail::kCounterCancelled].load(std::memory_order_relaxed);
+      snap.queues[q].retried += w.counters[q][detail::kCounterRetried].load(std::memory_order_relaxed);
     }
     const std::uint64_t claim = w.claim.load(std::memory_order_relaxed);
     const auto state = static_cast<WorkerState>(w.state.load(std::memory_order_relaxed));
@@ -67,7 +72,7 @@ Result<SegmentSnapshot> read_snapshot(std::string_view name) {
     ws.pid = detail::claim_pid(claim);
     ws.cpu = w.cpu.load(std::memory_order_relaxed);
     ws.state = state;
-    ws.alive = ipc::process_alive(ws.pid);
+    ws.alive = ipc::process_running(ws.pid, w.start_time.load(std::memory_order_relaxed));
     ws.heartbeat_age_ns = now - w.heartbeat_ns.load(std::memory_order_relaxed);
     ws.deque_depth = e.deque(i).size_approx();
     const std::uint64_t mask = w.queue_mask.load(std::memory_order_relaxed);
@@ -77,6 +82,7 @@ Result<SegmentSnapshot> read_snapshot(std::string_view name) {
       ws.succeeded += w.counters[q][detail::kCounterSucceeded].load(std::memory_order_relaxed);
       ws.failed += w.counters[q][detail::kCounterFailed].load(std::memory_order_relaxed);
       ws.cancelled += w.counters[q][detail::kCounterCancelled].load(std::memory_order_relaxed);
+      ws.retried += w.counters[q][detail::kCounterRetried].load(std::memory_order_relaxed);
     }
     ws.stolen = w.stolen.load(std::memory_order_relaxed);
     ws.parks = w.parks.load(std::memory_order_relaxed);

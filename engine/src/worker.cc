@@ -21,7 +21,9 @@
 #include <unordered_map>
 
 #include "engine_internal.h"
+#include "recovery_internal.h"
 #include "taskring/ipc/futex.h"
+#include "taskring/ipc/process.h"
 #include "taskring/status.h"
 
 namespace taskring {
@@ -34,6 +36,12 @@ namespace {
 // above it are.
 constexpr std::uint32_t kStarvationInterval = 8;
 constexpr std::uint32_t kMaxBatch = 1024;
+// How often a worker checks its peers for death (a /proc read per peer),
+// and how often some worker audits for lost ring names, with the gap
+// between the audit's two passes.
+constexpr std::int64_t kLivenessPeriodNs = 50'000'000;
+constexpr std::int64_t kAuditPeriodNs = 2'000'000'000;
+constexpr std::int64_t kAuditGapNs = 20'000'000;
 
 struct StringHash {
   using is_transparent = void;
@@ -49,8 +57,10 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 
 class WorkerImpl {
  public:
-  WorkerImpl(std::shared_ptr<Engine> engine, WorkerOptions options, std::uint32_t index, std::uint64_t mask)
-      : engine_(std::move(engine)), options_(std::move(options)), index_(index), mask_(mask) {
+  WorkerImpl(std::shared_ptr<Engine> engine, WorkerOptions options, std::uint32_t index, std::uint64_t mask,
+             std::uint32_t drain_epoch)
+      : engine_(std::move(engine)), options_(std::move(options)), index_(index), mask_(mask),
+        drain_epoch_(drain_epoch) {
     for (std::uint32_t q = 0; q < engine_->queue_count(); ++q) {
       if ((mask_ >> q) & 1) queues_.push_back(q);
     }
@@ -58,13 +68,18 @@ class WorkerImpl {
   }
   ~WorkerImpl() { unregister(); }
 
-  Status add_handler(std::string_view task, Handler h) {
+  Status add_handler(std::string_view task, Handler h, const HandlerOptions& o) {
+    if (o.max_attempts > kMaxAttemptsLimit) {
+      return invalid_argument("max_attempts " + std::to_string(o.max_attempts) + " for task '" + std::string(task) +
+                              "': must be 1 to " + std::to_string(kMaxAttemptsLimit) + ", or 0 for the default " +
+                              std::to_string(kDefaultMaxAttempts));
+    }
     if (task.empty() || task.size() > kMaxTaskNameLength) {
       return invalid_argument("task name '" + std::string(task) + "': must be 1 to " +
                               std::to_string(kMaxTaskNameLength) + " bytes");
     }
     if (!h) return invalid_argument("handler for task '" + std::string(task) + "': empty function");
-    if (!handlers_.emplace(std::string(task), std::move(h)).second) {
+    if (!handlers_.emplace(std::string(task), Entry{std::move(h), o}).second) {
       return already_exists("a handler for task '" + std::string(task) + "' is already registered");
     }
     return Status::ok();
@@ -86,6 +101,7 @@ class WorkerImpl {
     ipc::futex_wake(e.wake_seq, INT_MAX);
   }
   WorkerStats stats() const noexcept;
+  bool drained() const noexcept { return drained_; }
   std::uint32_t index() const noexcept { return index_; }
   WorkerEntry& entry() const noexcept { return engine_->worker(index_); }
   const Engine& engine() const noexcept { return *engine_; }
@@ -98,8 +114,14 @@ class WorkerImpl {
   // Runs the task in slot `index` if it is still pending; returns true if a
   // handler ran. `start_ns` is the start time to record, or 0 to read the
   // clock.
-  bool execute(std::uint32_t index, std::int64_t start_ns);
+  bool execute(std::uint32_t ref, std::int64_t start_ns);
   void complete(std::uint32_t index, TaskSlot& s, std::uint64_t running_word);
+  // Puts a failed task with attempts left back in its queue (running word
+  // `w`, ours). Returns false if the word changed (cancel), with `w` updated.
+  bool retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w);
+  // Every kLivenessPeriodNs: recovers dead peers, and runs the periodic
+  // lost-reference audit when it is due and this worker wins it.
+  void maintain(std::int64_t now);
   void set_state(WorkerState s) noexcept { entry().state.store(static_cast<std::uint32_t>(s), std::memory_order_relaxed); }
   void heartbeat(std::int64_t now) noexcept { entry().heartbeat_ns.store(now, std::memory_order_relaxed); }
   void unregister() noexcept;
@@ -115,12 +137,22 @@ class WorkerImpl {
   std::uint32_t index_;
   std::uint64_t mask_;
   std::vector<std::uint32_t> queues_;
-  std::unordered_map<std::string, Handler, StringHash, std::equal_to<>> handlers_;
+  struct Entry {
+    Handler handler;
+    HandlerOptions options;
+  };
+  std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> handlers_;
   // The handler found by the last lookup: a worker mostly runs one kind of
   // task, and comparing a short name is cheaper than hashing it. Pointers to
   // unordered_map elements survive rehashing, and handlers are never removed.
-  const std::pair<const std::string, Handler>* last_handler_ = nullptr;
+  const std::pair<const std::string, Entry>* last_handler_ = nullptr;
   std::atomic<bool> stop_{false};
+  std::uint32_t drain_epoch_;
+  bool drained_ = false;
+  std::int64_t next_check_ns_ = 0;
+  LostTaskAudit audit_;
+  std::vector<UnnamedTask> audit_first_;
+  std::int64_t audit_second_ns_ = 0;  // when the second pass is due; 0: no audit under way
   std::uint32_t round_ = 0;
   std::uint32_t queue_cursor_ = 0;
   std::uint32_t victim_cursor_ = 0;
@@ -145,6 +177,7 @@ WorkerStats WorkerImpl::stats() const noexcept {
     st.succeeded += e.counters[q][kCounterSucceeded].load(std::memory_order_relaxed);
     st.failed += e.counters[q][kCounterFailed].load(std::memory_order_relaxed);
     st.cancelled += e.counters[q][kCounterCancelled].load(std::memory_order_relaxed);
+    st.retried += e.counters[q][kCounterRetried].load(std::memory_order_relaxed);
   }
   st.stolen = e.stolen.load(std::memory_order_relaxed);
   st.parks = e.parks.load(std::memory_order_relaxed);
@@ -243,16 +276,21 @@ void WorkerImpl::park() {
   heartbeat(ipc::monotonic_ns());
 }
 
-bool WorkerImpl::execute(std::uint32_t index, std::int64_t start_ns) {
+bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
+  const std::uint32_t index = sw::ref_slot(ref);
   if (index >= engine_->slot_count()) return false;  // a corrupt ring value: never dereferenced
   TaskSlot& s = engine_->slot(index);
-  // [A4] acquire: pairs with [R3] (submit) through the state word; the ring
-  // pop ([A1]) already ordered the fields, this keeps the claim self-contained.
+  // [A4] acquire: pairs with [R3] (submit) and [R8] (requeue) through the
+  // state word; the ring pop ([A1]) already ordered the fields, this keeps
+  // the claim self-contained.
   std::uint64_t w = s.state.load(std::memory_order_acquire);
   const std::uint32_t q = queue_of(s);
   WorkerEntry& me = entry();
   for (;;) {
     const TaskState st = sw::state(w);
+    // A name whose tag is not the task's is stale: recovery requeued the
+    // task under a new one. It is dropped without touching the word.
+    if (sw::tag(w) != sw::ref_tag(ref) || !sw::live(w)) return false;
     if ((w & sw::kQueued) == 0) return false;  // not named by a ring: a stale or corrupt value
     if (st == TaskState::kPending) {
       const std::uint32_t attempts = std::min<std::uint32_t>(sw::attempts(w) + 1, 255);
@@ -270,7 +308,7 @@ bool WorkerImpl::execute(std::uint32_t index, std::int64_t start_ns) {
     }
     // Cancelled while queued: drop the ring's reference (and free the slot
     // if its producer has released it).
-    engine_->drop_queued(index);
+    engine_->drop_queued(ref);
     return false;
   }
   bump(me.counters[q][kCounterClaimed]);
@@ -295,12 +333,18 @@ bool WorkerImpl::execute(std::uint32_t index, std::int64_t start_ns) {
       auto found = handlers_.find(ctx_.task_name_);
       last_handler_ = found == handlers_.end() ? nullptr : &*found;
     }
+    // The first worker to run a task without a submitter's limit fixes it,
+    // so that recovery (which knows no handlers) applies the same one.
+    if (s.max_attempts == 0) {
+      const std::uint32_t m = last_handler_ != nullptr ? last_handler_->second.options.max_attempts : 0;
+      s.max_attempts = static_cast<std::uint8_t>(m != 0 ? m : kDefaultMaxAttempts);
+    }
     if (last_handler_ == nullptr) {
       ctx_.fail("no handler for task '" + std::string(ctx_.task_name_) + "' in worker " + std::to_string(index_) +
                 " (pid " + std::to_string(ipc::current_pid()) + ")");
     } else {
       try {
-        last_handler_->second(ctx_);
+        last_handler_->second.handler(ctx_);
       } catch (const std::exception& ex) {
         ctx_.fail(ex.what());
       } catch (...) {
@@ -329,6 +373,9 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
                                                               : TaskState::kSucceeded;
   std::string_view value = ctx_.result_;
   std::string err;
+  // A result left by an earlier attempt (the error a retry keeps visible)
+  // is replaced, not leaked.
+  engine_->release_result(s);
   if (value.size() > engine_->config().max_payload) {
     err = "result of " + std::to_string(value.size()) + " bytes exceeds max_payload " +
           std::to_string(engine_->config().max_payload);
@@ -338,7 +385,7 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   auto r = engine_->store_bytes(s, true, value);
   if (r != ipc::Arena::AllocResult::kOk) {
     // Short enough to stay whole in the slot's inline result area.
-    err = "payload area full: " + std::to_string(value.size()) + "-byte result";
+    err = "area full: " + std::to_string(value.size()) + "-byte result";
     outcome = TaskState::kFailed;
     r = engine_->store_bytes(s, true, std::string_view(err).substr(0, kInlineResultBytes));
     TASKRING_ASSERT(r == ipc::Arena::AllocResult::kOk);
@@ -346,8 +393,17 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   const std::int64_t finish = ipc::monotonic_ns();
   s.finish_ns.store(finish, std::memory_order_relaxed);  // published by [R4]
   last_finish_ns_ = finish;
+  const std::uint32_t max_attempts = s.max_attempts != 0 ? s.max_attempts : kDefaultMaxAttempts;
   for (;;) {
     if (!still_ours(w)) return;  // see above; our result block is the new owner's to replace
+    if (outcome == TaskState::kFailed && (w & sw::kCancelReq) == 0 && sw::attempts(w) < max_attempts) {
+      if (retry(index, s, w)) {
+        bump(entry().counters[q][kCounterRetried]);
+        heartbeat(finish);
+        return;
+      }
+      continue;
+    }
     if ((w & sw::kReleased) != 0) {
       // Nobody will read it: free the slot directly.
       if (engine_->free_slot(index, w)) break;
@@ -369,6 +425,45 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   heartbeat(finish);
 }
 
+bool WorkerImpl::retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w) {
+  // Pending again under a new tag, keeping the attempt count and the error
+  // (the result) of this attempt for observers.
+  const std::uint64_t next = sw::next_tag(w & ~(sw::kOwnerMask | sw::kStateMask)) |
+                             static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+  // [R8] release: publishes the error and times to the next claimer.
+  // Failure: acquire, a canceller changed the word.
+  if (!s.state.compare_exchange_strong(w, next, std::memory_order_release, std::memory_order_acquire)) return false;
+  // Our own deque has room for one (we popped the task from it, or it is
+  // empty) when the queue ring is full.
+  ipc::Ring own = engine_->deque(index_);
+  if (!engine_->push_ref(index, next, &own)) {
+    engine_->control().next_audit_ns.store(0, std::memory_order_relaxed);  // relaxed: a hint to audit soon
+  }
+  return true;
+}
+
+void WorkerImpl::maintain(std::int64_t now) {
+  next_check_ns_ = now + kLivenessPeriodNs;
+  RecoveryReport report;
+  recover_dead_workers(*engine_, report, 0);
+  if (audit_second_ns_ != 0) {
+    if (now >= audit_second_ns_) {
+      audit_second_ns_ = 0;
+      audit_.settle(*engine_, audit_first_, audit_.pass(*engine_), report);
+      audit_first_.clear();
+    }
+    return;
+  }
+  ConfigBlock& c = engine_->control();
+  // Relaxed: a schedule; the CAS picks one auditor per period.
+  std::int64_t due = c.next_audit_ns.load(std::memory_order_relaxed);
+  if (now < due) return;
+  if (!c.next_audit_ns.compare_exchange_strong(due, now + kAuditPeriodNs, std::memory_order_relaxed)) return;
+  free_dead_reservations(*engine_, report);
+  audit_first_ = audit_.pass(*engine_);
+  if (!audit_first_.empty()) audit_second_ns_ = now + kAuditGapNs;
+}
+
 Status WorkerImpl::run(std::uint64_t limit) {
   if (options_.cpu >= 0) {
     cpu_set_t set;
@@ -385,16 +480,22 @@ Status WorkerImpl::run(std::uint64_t limit) {
   std::uint32_t idle_rounds = 0;
   const std::uint64_t target = limit == 0 ? UINT64_MAX : processed_ + limit;
   set_state(WorkerState::kIdle);
+  const ConfigBlock& control = engine_->control();
   while (processed_ < target) {
     if (stop_.load(std::memory_order_relaxed) || engine_->closing()) break;  // relaxed: a polled flag
-    std::uint32_t index = 0;
+    // Relaxed: a polled flag; drain_segment's wake makes a parked worker look.
+    if (control.drain_epoch.load(std::memory_order_relaxed) != drain_epoch_) {
+      drained_ = true;
+      break;
+    }
+    std::uint32_t ref = 0;
     std::size_t n = 0;
     std::int64_t start_ns = 0;
-    if (own.try_pop(index)) {
+    if (own.try_pop(ref)) {
       n = 1;
       start_ns = last_finish_ns_;
     } else if ((n = claim(buf)) > 0 || (options_.steal && (n = steal(buf)) > 0)) {
-      index = buf[0];
+      ref = buf[0];
       last_finish_ns_ = 0;  // the deque is refilled after the last reading
       if (n > 1) {
         // Keep the rest where idle workers can steal them; the deque is empty
@@ -412,12 +513,17 @@ Status WorkerImpl::run(std::uint64_t limit) {
       } else {
         park();
         idle_rounds = 0;
+        const std::int64_t now = ipc::monotonic_ns();
+        if (now >= next_check_ns_) maintain(now);
       }
       continue;
     }
     idle_rounds = 0;
     set_state(WorkerState::kBusy);
-    if (execute(index, start_ns)) ++processed_;
+    if (execute(ref, start_ns)) ++processed_;
+    // last_finish_ns_ is the clock reading that ended the task (or 0 if it
+    // did not run): no extra clock read on the busy path.
+    if (last_finish_ns_ >= next_check_ns_) maintain(last_finish_ns_);
   }
   set_state(WorkerState::kIdle);
   return Status::ok();
@@ -427,21 +533,18 @@ void WorkerImpl::unregister() noexcept {
   // Hand back what we claimed but did not run: into its queue ring if there
   // is room, else it stays in our deque, where other workers steal it.
   ipc::Ring own = engine_->deque(index_);
-  std::uint32_t index = 0;
-  while (own.try_pop(index)) {
-    bool back = false;
-    if (index < engine_->slot_count()) {
-      const TaskSlot& s = engine_->slot(index);
-      const std::uint32_t q = queue_of(s);
-      back = engine_->ring(q, static_cast<Priority>(s.priority & 3)).try_push(index);
-    }
-    if (!back) {
-      const bool kept = own.try_push(index);
+  std::uint32_t ref = 0;
+  while (own.try_pop(ref)) {
+    const std::uint32_t index = sw::ref_slot(ref);
+    if (index >= engine_->slot_count()) continue;  // a corrupt value: dropped
+    const TaskSlot& s = engine_->slot(index);
+    const std::uint32_t q = queue_of(s);
+    if (!engine_->ring(q, static_cast<Priority>(s.priority & 3)).try_push(ref)) {
+      const bool kept = own.try_push(ref);
       (void)kept;
       break;
     }
-    const TaskSlot& s = engine_->slot(index);
-    engine_->notify_work(queue_of(s), 1);
+    engine_->notify_work(q, 1);
   }
   WorkerEntry& e = entry();
   e.current_slot.store(ipc::kNilIndex, std::memory_order_relaxed);
@@ -452,6 +555,7 @@ void WorkerImpl::unregister() noexcept {
     return;
   }
   e.state.store(static_cast<std::uint32_t>(WorkerState::kFree), std::memory_order_relaxed);
+  e.start_time.store(0, std::memory_order_relaxed);  // released by [R7]
   // [R7] release: our last counter stores happen before the entry is taken
   // again; pairs with [A7] in Worker::attach.
   const std::uint64_t c = e.claim.load(std::memory_order_relaxed);  // ours: nobody else writes it now
@@ -505,24 +609,34 @@ Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const W
   if (options.park_timeout_ns <= 0) {
     return invalid_argument("park_timeout_ns " + std::to_string(options.park_timeout_ns) + ": must be positive");
   }
-  // Take a registry entry: a free one, or one whose process died and whose
-  // deque is empty (a non-empty one is left for others to steal from). One
-  // CAS on the claim word decides between racing attachers.
+  // Settle the entries of dead workers first (their running tasks are
+  // requeued), so that only free entries need to be considered below.
+  RecoveryReport recovered;
+  detail::recover_dead_workers(e, recovered, 0);
+  // Take a free registry entry. An entry whose owner died and whose deque
+  // still names tasks stays marked with the dead pid until they are stolen
+  // or returned. One CAS on the claim word decides between racing attachers.
   const std::uint32_t me = ipc::current_pid();
   for (std::uint32_t i = 0; i < e.max_workers(); ++i) {
     detail::WorkerEntry& w = e.worker(i);
     // [A7] acquire: pairs with [R7] in unregister, so the previous owner's
     // counter stores are visible before we continue from them.
     std::uint64_t c = w.claim.load(std::memory_order_acquire);
-    const std::uint32_t pid = detail::claim_pid(c);
-    const bool takeable = pid == 0 || (!ipc::process_alive(pid) && !e.deque(i).nonempty_approx());
-    if (!takeable) continue;
+    if (static_cast<std::uint32_t>(c) != 0) continue;  // owned, dead with tasks left, or being recovered
     const std::uint64_t mine = (std::uint64_t{detail::claim_incarnation(c) + 1} << 32) | me;
     // acq_rel: exactly one attacher wins the entry, and sees [R7].
     if (!w.claim.compare_exchange_strong(c, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
       continue;
     }
-    // Relaxed stores: fields of our own entry, read by observers racily.
+    // Relaxed stores: fields of our own entry, read by observers racily. A
+    // recoverer that reads start_time before this store sees the 0 that the
+    // entry's release left, and falls back to a check that cannot misjudge
+    // a live pid as dead.
+    w.start_time.store(ipc::current_start_time(), std::memory_order_relaxed);
+    w.owner_pid.store(me, std::memory_order_relaxed);
+    w.exit_reason.store(0, std::memory_order_relaxed);
+    const std::uint32_t drain_epoch = e.control().drain_epoch.load(std::memory_order_relaxed);  // relaxed: polled
+    w.drain_epoch.store(drain_epoch, std::memory_order_relaxed);
     w.state.store(static_cast<std::uint32_t>(WorkerState::kStarting), std::memory_order_relaxed);
     w.cpu.store(-1, std::memory_order_relaxed);
     w.queue_mask.store(mask, std::memory_order_relaxed);
@@ -542,7 +656,7 @@ Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const W
     std::uint32_t hwm = e.control().worker_hwm.load(std::memory_order_relaxed);
     while (hwm < i + 1 && !e.control().worker_hwm.compare_exchange_weak(hwm, i + 1, std::memory_order_relaxed)) {
     }
-    auto impl = std::make_unique<detail::WorkerImpl>(std::move(engine).value(), options, i, mask);
+    auto impl = std::make_unique<detail::WorkerImpl>(std::move(engine).value(), options, i, mask, drain_epoch);
     return std::unique_ptr<Worker>(new Worker(std::move(impl)));
   }
   return resource_exhausted("worker registry of segment '" + std::string(segment) + "' is full: all " +
@@ -550,8 +664,12 @@ Result<std::unique_ptr<Worker>> Worker::attach(std::string_view segment, const W
 }
 
 Status Worker::register_handler(std::string_view task, Handler handler) {
-  return impl_->add_handler(task, std::move(handler));
+  return impl_->add_handler(task, std::move(handler), HandlerOptions{});
 }
+Status Worker::register_handler(std::string_view task, Handler handler, const HandlerOptions& options) {
+  return impl_->add_handler(task, std::move(handler), options);
+}
+bool Worker::drained() const noexcept { return impl_->drained(); }
 Status Worker::run() { return impl_->run(0); }
 Status Worker::run_tasks(std::uint64_t n) { return n == 0 ? Status::ok() : impl_->run(n); }
 void Worker::stop() noexcept { impl_->stop(); }

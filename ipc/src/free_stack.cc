@@ -75,4 +75,23 @@ std::uint64_t FreeStack::size_quiescent() const noexcept {
   return n;
 }
 
+std::uint64_t FreeStack::head_word_approx() const noexcept {
+  return head_->word.load(std::memory_order_acquire);  // acquire: as [A1], before walking links
+}
+
+bool FreeStack::members_if_unchanged(std::vector<std::uint8_t>& member, std::uint64_t& head_word) const {
+  head_word = head_word_approx();
+  std::uint32_t i = index_of(head_word);
+  std::uint64_t n = 0;
+  while (i != kNilIndex) {
+    if (i >= count_ || n++ > count_ || member[i] != 0) return false;  // corrupt, cyclic, or changed under us
+    member[i] = 1;
+    // Relaxed: links change only for elements being pushed; the head
+    // re-read below (acquire, with the seq_cst CAS of every push and pop)
+    // tells whether any push or pop happened during the walk.
+    i = link(i).load(std::memory_order_relaxed);
+  }
+  return head_word_approx() == head_word;
+}
+
 }  // namespace taskring::ipc

@@ -28,6 +28,13 @@ using testing::wait_until;
 using testing::WorkerThread;
 using namespace std::chrono_literals;
 
+// Options for a task that must end at its first failure.
+SubmitOptions once() {
+  SubmitOptions o;
+  o.max_attempts = 1;
+  return o;
+}
+
 class StateMachineTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(seg_.status().is_ok()) << seg_.status().to_string(); }
@@ -312,8 +319,8 @@ TEST_F(StateMachineTest, ThrowingHandlerEndsFailedWithTheExceptionMessage) {
                  throw std::runtime_error("kaput: bad input");
                }).is_ok());
   ASSERT_TRUE(w->register_handler("throws_int", [](TaskContext&) { throw 42; }).is_ok());
-  auto a = client().submit("throws", "");
-  auto b = client().submit("throws_int", "");
+  auto a = client().submit("throws", "", once());
+  auto b = client().submit("throws_int", "", once());
   ASSERT_TRUE(a.is_ok() && b.is_ok());
   ASSERT_TRUE(w->run_tasks(2).is_ok());
   auto oa = client().wait(*a, kHangTimeoutNs);
@@ -328,7 +335,7 @@ TEST_F(StateMachineTest, ThrowingHandlerEndsFailedWithTheExceptionMessage) {
 
 TEST_F(StateMachineTest, UnknownTaskNameFailsWithAMessageNamingTheTask) {
   auto w = seg_.worker();
-  auto id = client().submit("no_such_task_here", "x");
+  auto id = client().submit("no_such_task_here", "x", once());
   ASSERT_TRUE(id.is_ok());
   ASSERT_TRUE(w->run_tasks(1).is_ok());
   auto out = client().wait(*id, kHangTimeoutNs);
@@ -343,7 +350,7 @@ TEST_F(StateMachineTest, ResultOverMaxPayloadFailsTheTaskNamingTheSizes) {
   ASSERT_TRUE(w->register_handler("huge", [max](TaskContext& ctx) {
                  ctx.set_result(std::string(max + 1, 'r'));
                }).is_ok());
-  auto id = client().submit("huge", "");
+  auto id = client().submit("huge", "", once());
   ASSERT_TRUE(id.is_ok());
   ASSERT_TRUE(w->run_tasks(1).is_ok());
   auto out = client().wait(*id, kHangTimeoutNs);

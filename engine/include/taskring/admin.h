@@ -23,4 +23,10 @@ Status create_segment(std::string_view name, const EngineConfig& config, bool re
 // closing handshake: no process of this build can be using it.
 Status destroy_segment(std::string_view name);
 
+// Asks every worker attached to segment `name` now to stop claiming, finish
+// its running task and return from run() (Worker::drained() is then true);
+// workers that attach later run normally. Supervisors (taskring worker
+// --processes) do not replace drained workers. Errors: attach's.
+Status drain_segment(std::string_view name);
+
 }  // namespace taskring

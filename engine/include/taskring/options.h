@@ -43,6 +43,10 @@ struct SubmitOptions {
   // Fire-and-forget: nobody will read the result; the slot is freed as soon
   // as the task finishes. wait()/try_get() on the id report not found.
   bool detached = false;
+  // Most times the task may be started (a crash of its worker counts as a
+  // failed attempt); 1..kMaxAttemptsLimit, or 0 for the handler's default
+  // (HandlerOptions), else kDefaultMaxAttempts.
+  std::uint32_t max_attempts = 0;
 };
 
 struct WorkerOptions {

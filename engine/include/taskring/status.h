@@ -26,6 +26,7 @@ struct QueueSnapshot {
   std::uint64_t succeeded = 0;
   std::uint64_t failed = 0;
   std::uint64_t cancelled = 0;
+  std::uint64_t retried = 0;  // failed attempts put back in the queue
 };
 
 enum class WorkerState : std::uint32_t {
@@ -38,11 +39,11 @@ struct WorkerSnapshot {
   std::uint32_t pid = 0;
   int cpu = -1;
   WorkerState state = WorkerState::kFree;
-  bool alive = false;              // the pid exists (kill(pid, 0))
+  bool alive = false;              // the process runs (not a zombie, not a reused pid)
   std::int64_t heartbeat_age_ns = 0;
   std::uint64_t deque_depth = 0;
   std::vector<std::string> queues;
-  std::uint64_t claimed = 0, succeeded = 0, failed = 0, cancelled = 0, stolen = 0, parks = 0;
+  std::uint64_t claimed = 0, succeeded = 0, failed = 0, cancelled = 0, retried = 0, stolen = 0, parks = 0;
 };
 
 struct SegmentSnapshot {
@@ -57,6 +58,10 @@ struct SegmentSnapshot {
   std::array<std::uint64_t, kTaskStateCount> tasks_by_state{};
   std::uint64_t free_slots = 0;
   std::uint64_t payload_area_used_bytes = 0;
+  // Crash recovery totals since creation (recovery.h).
+  std::uint64_t workers_recovered = 0;
+  std::uint64_t tasks_recovered = 0;    // requeued or failed after their worker died
+  std::uint64_t lost_tasks_found = 0;   // found unnamed by the audit
   std::vector<QueueSnapshot> queues;
   std::vector<WorkerSnapshot> workers;  // registry entries in use
 };

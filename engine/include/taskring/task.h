@@ -58,6 +58,28 @@ inline constexpr std::size_t kMaxTaskNameLength = 47;
 inline constexpr std::size_t kMaxQueueNameLength = 31;
 inline constexpr std::size_t kMaxQueues = 32;
 
+// How a process ended (recorded on tasks whose worker died running them).
+struct ExitReason {
+  enum class Kind : std::uint8_t {
+    kUnknown = 0,   // it vanished; whoever noticed could not learn how
+    kExited = 1,    // it called exit(code)
+    kSignaled = 2,  // it was killed by signal `code`
+  };
+  Kind kind = Kind::kUnknown;
+  int code = 0;
+
+  // From a waitpid() status.
+  static ExitReason from_wait_status(int status) noexcept;
+  // "killed by signal 9 (SIGKILL)", "exited with code 3", "died (exit reason unknown)".
+  std::string describe() const;
+  friend bool operator==(const ExitReason&, const ExitReason&) = default;
+};
+
+// Attempts a task gets when neither its submitter nor its handler says
+// otherwise. A crash of the worker running it counts as a failed attempt.
+inline constexpr std::uint32_t kDefaultMaxAttempts = 3;
+inline constexpr std::uint32_t kMaxAttemptsLimit = 255;
+
 // What a finished task hands back to the producer.
 struct TaskOutcome {
   TaskId id;
@@ -65,7 +87,10 @@ struct TaskOutcome {
   // The result for kSucceeded, the error message for kFailed, empty or a
   // reason for kCancelled.
   std::string value;
-  std::uint32_t attempts = 0;
+  std::uint32_t attempts = 0;       // times a worker started it
+  std::uint32_t crashes = 0;        // attempts that ended with the worker process dying
+  std::uint32_t last_crash_pid = 0; // the worker that died last, 0 if none did
+  ExitReason last_crash;            // how it died (meaningful when crashes > 0)
   std::int64_t submit_ns = 0;  // CLOCK_MONOTONIC
   std::int64_t start_ns = 0;   // 0 if it never started
   std::int64_t finish_ns = 0;
@@ -81,6 +106,10 @@ struct TaskInfo {
   std::string queue;
   Priority priority = Priority::kNormal;
   std::uint32_t attempts = 0;
+  std::uint32_t max_attempts = 0;   // 0 until a worker or the submitter set it
+  std::uint32_t crashes = 0;
+  std::uint32_t last_crash_pid = 0;
+  ExitReason last_crash;
   int owner_worker = -1;   // registry index of the running worker, or -1
   bool cancel_requested = false;
   std::uint32_t payload_bytes = 0;

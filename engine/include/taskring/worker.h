@@ -70,12 +70,22 @@ class HandlerRegistry {
   virtual Status register_handler(std::string_view task, Handler handler) = 0;
 };
 
+// Per-handler settings.
+struct HandlerOptions {
+  // Most times a task of this handler may be started when its submitter did
+  // not say (SubmitOptions::max_attempts); 0: kDefaultMaxAttempts. A failed
+  // attempt (ctx.fail, an exception, or the worker process dying) with
+  // attempts left puts the task back in its queue.
+  std::uint32_t max_attempts = 0;
+};
+
 struct WorkerStats {
   int index = -1;                 // registry index
   std::uint64_t claimed = 0;      // tasks moved from pending to running
   std::uint64_t succeeded = 0;
   std::uint64_t failed = 0;
   std::uint64_t cancelled = 0;    // tasks this worker ran that ended cancelled (cancel requested while running)
+  std::uint64_t retried = 0;      // failed attempts this worker put back in their queue
   std::uint64_t stolen = 0;       // tasks taken from other workers' deques
   std::uint64_t parks = 0;        // times the worker went to sleep on the futex
 };
@@ -89,11 +99,15 @@ class Worker : public HandlerRegistry {
   ~Worker() override;
 
   Status register_handler(std::string_view task, Handler handler) override;
+  // As above, with per-handler settings. Errors also: kInvalidArgument
+  // (max_attempts over kMaxAttemptsLimit).
+  Status register_handler(std::string_view task, Handler handler, const HandlerOptions& options);
   // Registers the built-in handlers noop, echo, sleep, spin and fail
   // (docs/cli.md describes them).
   void register_builtins();
 
-  // Runs the claim loop until stop() is called or the segment is closed.
+  // Runs the claim loop until stop() is called, the segment is drained
+  // (drain_segment) or closed.
   // Pins the calling thread first if options.cpu >= 0. Errors: kInternal
   // if pinning fails. May block (parks when idle).
   Status run();
@@ -102,6 +116,9 @@ class Worker : public HandlerRegistry {
   Status run_tasks(std::uint64_t n);
   // Asks run() to return; wakes the worker if it is parked. Async-signal-safe.
   void stop() noexcept;
+  // True if run() returned because drain_segment() was called after this
+  // worker attached.
+  bool drained() const noexcept;
 
   // Names of the registered handlers, sorted.
   std::vector<std::string> handler_names() const;

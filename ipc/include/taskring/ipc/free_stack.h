@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "taskring/ipc/layout.h"
 
@@ -54,6 +55,17 @@ class FreeStack {
   // Walks the stack; returns the number of entries, or count+1 on a cycle or
   // a bad link. Only meaningful when nobody pushes or pops concurrently.
   std::uint64_t size_quiescent() const noexcept;
+  // Marks member[i] = 1 for every element on the stack, walking it from the
+  // head, and returns true if the walk is a true snapshot: the head word
+  // (whose tag every push and pop changes) was the same before and after,
+  // so nothing was pushed or popped meanwhile. Returns false, with `member`
+  // unspecified, if the stack changed or a link is out of range or cyclic.
+  // `member` must have count() elements. A racy observer for the recovery
+  // audit; never writes the stack.
+  bool members_if_unchanged(std::vector<std::uint8_t>& member, std::uint64_t& head_word) const;
+  // The head word [tag:32 | index:32], for observers comparing snapshots.
+  std::uint64_t head_word_approx() const noexcept;
+  std::uint32_t count() const noexcept { return count_; }
 
  private:
   std::atomic<std::uint32_t>& link(std::uint32_t index) const noexcept {

@@ -87,6 +87,18 @@ class Ring {
   // with seq_cst ordering so that the park protocol (engine/src/engine.cc, notify_work) can
   // pair it with a producer's push.
   bool nonempty_approx() const noexcept;
+  // Calls f(value) for every cell that holds a value at the moment it is
+  // read, in cell order (not FIFO order). A racy observer for the recovery
+  // audit: a value pushed or popped during the walk may be seen or missed.
+  template <typename F>
+  void for_each_value_approx(F&& f) const {
+    for (std::uint64_t i = 0; i <= mask_; ++i) {
+      // Relaxed: the audit acts only on what two walks, some time apart,
+      // agree on, and re-validates with a CAS on the task's state word.
+      const std::uint64_t word = cells_[i].word.load(std::memory_order_relaxed);
+      if ((turn_of(word) & 1) != 0) f(value_of(word));  // odd turn: full for its lap
+    }
+  }
   // tail - head, clamped to [0, capacity]. A racy observer.
   std::uint64_t size_approx() const noexcept;
   std::uint64_t capacity() const noexcept { return mask_ + 1; }

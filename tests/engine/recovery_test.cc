@@ -1,0 +1,414 @@
+// Retries and crash recovery, one behaviour at a time: a failed attempt is
+// retried while attempts are left; a worker process killed while running a
+// task, or holding claimed tasks, gives them back with the exit reason on
+// the task; a dead producer's reserved slot is freed; a ring name lost in a
+// dead process's hands is found by the audit, and the stale name is then
+// ignored; a free slot missing from the free list is relinked; drain stops
+// the workers attached before it.
+//
+// White-box where a death must land between two particular instructions:
+// those tests reach into the segment through detail::Engine to leave the
+// state such a death leaves. Forking tests: not run under TSan.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+#include <algorithm>
+
+#include "engine_internal.h"
+#include "engine_test_util.h"
+#include "taskring/recovery.h"
+
+namespace taskring::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+SubmitOptions attempts(std::uint32_t n) {
+  SubmitOptions o;
+  o.max_attempts = n;
+  return o;
+}
+
+// Forks a worker process that serves `segment` with a handler "block" that
+// never returns (until killed) and the built-ins. Returns its pid.
+pid_t fork_blocking_worker(const std::string& segment, std::uint32_t claim_batch = 1) {
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  WorkerOptions o;
+  o.claim_batch = claim_batch;
+  auto w = Worker::attach(segment, o);
+  if (!w) _exit(10);
+  (*w)->register_builtins();
+  if (!(*w)->register_handler("block", [](TaskContext&) {
+         for (;;) pause();
+       }).is_ok()) {
+    _exit(11);
+  }
+  (void)(*w)->run();
+  _exit(0);
+}
+
+// Waits until task `id` is running; false after kHangTimeout.
+bool running(Client& c, TaskId id) {
+  return wait_until([&] {
+    auto info = c.peek(id);
+    return info.is_ok() && info->state == TaskState::kRunning;
+  });
+}
+
+int kill_and_reap(pid_t pid) {
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+// ---- retries --------------------------------------------------------------------
+
+TEST(RetryTest, FailingTwiceThenSucceedingEndsSucceededOnTheThirdAttempt) {
+  TestSegment seg("retry-3");
+  ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
+  auto w = seg.worker({}, false);
+  int calls = 0;
+  ASSERT_TRUE(w->register_handler("flaky", [&](TaskContext& ctx) {
+                 if (++calls < 3) return ctx.fail("try " + std::to_string(ctx.attempt()));
+                 ctx.set_result("third time");
+               }).is_ok());
+  auto id = seg.client().submit("flaky", "", attempts(3));
+  ASSERT_TRUE(id.is_ok());
+  ASSERT_TRUE(w->run_tasks(3).is_ok());
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  EXPECT_EQ(out->state, TaskState::kSucceeded);
+  EXPECT_EQ(out->value, "third time");
+  EXPECT_EQ(out->attempts, 3u);
+  EXPECT_EQ(w->stats().retried, 2u);
+  EXPECT_EQ(w->stats().succeeded, 1u);
+  EXPECT_EQ(w->stats().failed, 0u);
+  EXPECT_EQ(seg.free_slots(), seg.config().slots);
+}
+
+TEST(RetryTest, ExhaustedAttemptsEndFailedWithTheLastError) {
+  TestSegment seg("retry-out");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto w = seg.worker({}, false);
+  ASSERT_TRUE(w->register_handler("bad", [](TaskContext& ctx) {
+                 ctx.fail("attempt " + std::to_string(ctx.attempt()) + " failed");
+               }).is_ok());
+  auto id = seg.client().submit("bad", "", attempts(2));
+  ASSERT_TRUE(id.is_ok());
+  ASSERT_TRUE(w->run_tasks(2).is_ok());
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kFailed);
+  EXPECT_EQ(out->value, "attempt 2 failed");
+  EXPECT_EQ(out->attempts, 2u);
+  EXPECT_EQ(w->stats().retried, 1u);
+  EXPECT_EQ(w->stats().failed, 1u);
+}
+
+TEST(RetryTest, HandlerDefaultAppliesUnlessTheSubmitterSays) {
+  TestSegment seg("retry-default");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto w = seg.worker({}, false);
+  ASSERT_TRUE(w->register_handler("bad", [](TaskContext& ctx) { ctx.fail("no"); }, HandlerOptions{4}).is_ok());
+  auto by_handler = seg.client().submit("bad", "");
+  auto by_submitter = seg.client().submit("bad", "", attempts(1));
+  ASSERT_TRUE(by_handler.is_ok() && by_submitter.is_ok());
+  ASSERT_TRUE(w->run_tasks(5).is_ok());
+  EXPECT_EQ(seg.client().wait(*by_handler, kHangTimeoutNs)->attempts, 4u);
+  EXPECT_EQ(seg.client().wait(*by_submitter, kHangTimeoutNs)->attempts, 1u);
+}
+
+TEST(RetryTest, UnknownHandlerGetsTheEngineDefault) {
+  TestSegment seg("retry-engine-default");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto w = seg.worker({}, false);
+  auto id = seg.client().submit("nobody_serves_this", "");
+  ASSERT_TRUE(id.is_ok());
+  ASSERT_TRUE(w->run_tasks(kDefaultMaxAttempts).is_ok());
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kFailed);
+  EXPECT_EQ(out->attempts, kDefaultMaxAttempts);
+}
+
+TEST(RetryTest, MaxAttemptsOverTheLimitIsRejectedNamingTheField) {
+  TestSegment seg("retry-limit");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto id = seg.client().submit("noop", "", attempts(kMaxAttemptsLimit + 1));
+  ASSERT_EQ(id.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(id.status().message().find("max_attempts 256"), std::string::npos) << id.status().message();
+  auto w = seg.worker({}, false);
+  const Status s = w->register_handler("x", [](TaskContext&) {}, HandlerOptions{kMaxAttemptsLimit + 1});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("max_attempts 256"), std::string::npos) << s.message();
+}
+
+// ---- worker crashes -------------------------------------------------------------
+
+TEST(RecoveryTest, KilledWorkersRunningTaskIsRequeuedWithTheExitReason) {
+  TestSegment seg("crash-requeue");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto id = seg.client().submit("block", "", attempts(3));
+  ASSERT_TRUE(id.is_ok());
+  const pid_t child = fork_blocking_worker(seg.name());
+  ASSERT_TRUE(running(seg.client(), *id));
+  const int status = kill_and_reap(child);
+  auto report = worker_exited(seg.name(), static_cast<std::uint32_t>(child), status);
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  EXPECT_EQ(report->workers_recovered, 1u);
+  EXPECT_EQ(report->tasks_requeued, 1u);
+  auto info = seg.client().peek(*id);
+  ASSERT_TRUE(info.is_ok());
+  EXPECT_EQ(info->state, TaskState::kPending);
+  EXPECT_EQ(info->crashes, 1u);
+  EXPECT_EQ(info->last_crash_pid, static_cast<std::uint32_t>(child));
+  EXPECT_EQ(info->last_crash, (ExitReason{ExitReason::Kind::kSignaled, SIGKILL}));
+
+  // The next worker runs it to the end; the crash stays on the record.
+  auto w = seg.worker({}, false);
+  ASSERT_TRUE(w->register_handler("block", [](TaskContext& ctx) { ctx.set_result("done"); }).is_ok());
+  ASSERT_TRUE(w->run_tasks(1).is_ok());
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kSucceeded);
+  EXPECT_EQ(out->value, "done");
+  EXPECT_EQ(out->attempts, 2u);
+  EXPECT_EQ(out->crashes, 1u);
+  EXPECT_EQ(out->last_crash.describe(), "killed by signal 9 (SIGKILL)");
+  EXPECT_EQ(seg.free_slots(), seg.config().slots);
+}
+
+TEST(RecoveryTest, CrashOnTheLastAttemptFailsTheTaskNamingTheSignal) {
+  TestSegment seg("crash-last");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto id = seg.client().submit("block", "", attempts(1));
+  ASSERT_TRUE(id.is_ok());
+  const pid_t child = fork_blocking_worker(seg.name());
+  ASSERT_TRUE(running(seg.client(), *id));
+  const int status = kill_and_reap(child);
+  auto report = worker_exited(seg.name(), static_cast<std::uint32_t>(child), status);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_EQ(report->tasks_failed, 1u);
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kFailed);
+  EXPECT_NE(out->value.find("signal 9"), std::string::npos) << out->value;
+  EXPECT_NE(out->value.find("1 of 1"), std::string::npos) << out->value;
+  EXPECT_EQ(out->crashes, 1u);
+}
+
+TEST(RecoveryTest, PeerWorkerFindsAnUnreapedDeadWorkerAndRunsItsTask) {
+  TestSegment seg("crash-peer");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto id = seg.client().submit("block", "", attempts(3));
+  ASSERT_TRUE(id.is_ok());
+  const pid_t child = fork_blocking_worker(seg.name());
+  ASSERT_TRUE(running(seg.client(), *id));
+  kill(child, SIGKILL);  // not reaped: a zombie, as when a parent is slow to wait
+  // A worker in this process, parked with a short timeout, notices on its
+  // own; nobody calls worker_exited or recover.
+  WorkerOptions o;
+  o.park_timeout_ns = 5'000'000;
+  auto w = seg.worker(o, false);
+  ASSERT_TRUE(w->register_handler("block", [](TaskContext& ctx) { ctx.set_result("recovered"); }).is_ok());
+  WorkerThread t(std::move(w));
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+  EXPECT_EQ(out->value, "recovered");
+  EXPECT_EQ(out->crashes, 1u);
+  // The zombie's wait status was still in /proc.
+  EXPECT_EQ(out->last_crash, (ExitReason{ExitReason::Kind::kSignaled, SIGKILL}));
+  EXPECT_TRUE(t.stop_and_join());
+  int status = 0;
+  waitpid(child, &status, 0);
+}
+
+TEST(RecoveryTest, TasksClaimedByADeadWorkerGoBackToTheirQueue) {
+  TestSegment seg("crash-deque");
+  ASSERT_TRUE(seg.status().is_ok());
+  constexpr int kTasks = 8;
+  std::vector<TaskId> ids;
+  for (int i = 0; i < kTasks; ++i) {
+    auto id = seg.client().submit("block", std::to_string(i), attempts(3));
+    ASSERT_TRUE(id.is_ok());
+    ids.push_back(*id);
+  }
+  const pid_t child = fork_blocking_worker(seg.name(), kTasks);  // claims all: runs one, holds seven
+  ASSERT_TRUE(running(seg.client(), ids[0]));
+  const int status = kill_and_reap(child);
+  auto report = worker_exited(seg.name(), static_cast<std::uint32_t>(child), status);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_EQ(report->tasks_requeued, 1u);
+  EXPECT_EQ(report->deque_tasks_returned, static_cast<std::uint64_t>(kTasks - 1));
+  auto w = seg.worker({}, false);
+  // The registry entry (and its counters) may be the dead worker's.
+  const std::uint64_t claimed_before = w->stats().claimed;
+  ASSERT_TRUE(w->register_handler("block", [](TaskContext& ctx) { ctx.set_result(ctx.payload()); }).is_ok());
+  ASSERT_TRUE(w->run_tasks(kTasks).is_ok());
+  for (int i = 0; i < kTasks; ++i) {
+    auto out = seg.client().wait(ids[i], kHangTimeoutNs);
+    ASSERT_TRUE(out.is_ok());
+    EXPECT_EQ(out->value, std::to_string(i));
+    EXPECT_EQ(out->crashes, i == 0 ? 1u : 0u) << i;
+  }
+  EXPECT_EQ(w->stats().claimed - claimed_before, static_cast<std::uint64_t>(kTasks));  // once each, no duplicate
+}
+
+// ---- dead producers ---------------------------------------------------------
+
+TEST(RecoveryTest, SlotReservedByADeadProducerIsFreed) {
+  EngineConfig c = small_config();
+  c.max_payload = 4096;
+  c.payload_area = 64 << 10;  // filled below
+  TestSegment seg("crash-producer", c);
+  ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
+  const std::string big(4096, 'p');
+  SubmitOptions fail_fast;
+  fail_fast.on_full = FullPolicy::kFail;
+  int held = 0;
+  while (seg.client().submit("noop", big, fail_fast).is_ok()) ++held;
+  ASSERT_GT(held, 0);
+  const std::uint64_t free_before = seg.free_slots();
+  const pid_t child = fork();
+  if (child == 0) {
+    auto cl = Client::attach(seg.name());
+    if (!cl) _exit(10);
+    (void)cl->submit("noop", big);  // waits for payload room, holding a reserved slot
+    _exit(0);
+  }
+  ASSERT_TRUE(wait_until([&] { return seg.free_slots() == free_before - 1; }));
+  kill_and_reap(child);
+  auto report = recover(seg.name());
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_EQ(report->reserved_slots_freed, 1u);
+  EXPECT_EQ(seg.free_slots(), free_before);
+}
+
+// ---- the audits --------------------------------------------------------------
+
+TEST(RecoveryTest, RingNameLostInADeadProcessIsRequeuedAndTheStaleNameIgnored) {
+  TestSegment seg("audit-lost");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto id = seg.client().submit("echo", "once");
+  ASSERT_TRUE(id.is_ok());
+  // What a worker killed between popping the name and running it leaves:
+  // a pending task that no ring names.
+  auto engine = detail::Engine::attach(seg.name(), ipc::Access::kReadWrite);
+  ASSERT_TRUE(engine.is_ok());
+  ipc::Ring ring = (*engine)->ring(0, Priority::kNormal);
+  std::uint32_t stale = 0;
+  ASSERT_TRUE(ring.try_pop(stale));
+  EXPECT_EQ(detail::sw::ref_slot(stale), id->slot());
+
+  RecoverOptions o;
+  o.audit_gap_ns = 1'000'000;
+  auto report = recover(seg.name(), o);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_EQ(report->lost_tasks_requeued, 1u);
+  // The old name comes back (the "dead" process was only slow): it must not
+  // run the task a second time.
+  ASSERT_TRUE(ring.try_push(stale));
+  auto w = seg.worker();
+  int ran = 0;
+  ASSERT_TRUE(w->register_handler("count", [&](TaskContext&) { ++ran; }).is_ok());
+  WorkerThread t(std::move(w));
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->value, "once");
+  EXPECT_EQ(out->attempts, 1u);
+  // Nothing else is queued: one more task proves the stale name was dropped
+  // rather than run (the worker drains the ring in order).
+  auto probe = seg.client().submit("echo", "probe");
+  ASSERT_TRUE(probe.is_ok());
+  EXPECT_EQ(seg.client().wait(*probe, kHangTimeoutNs)->value, "probe");
+  ASSERT_TRUE(t.stop_and_join());
+  EXPECT_EQ(t.last_stats().claimed, 2u);
+  EXPECT_EQ(seg.free_slots(), seg.config().slots);
+}
+
+TEST(RecoveryTest, IdleAuditLeavesABusyOrHealthySegmentAlone) {
+  TestSegment seg("audit-healthy");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto pending = seg.client().submit("echo", "x");
+  ASSERT_TRUE(pending.is_ok());
+  RecoverOptions o;
+  o.audit_gap_ns = 1'000'000;
+  auto report = recover(seg.name(), o);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_EQ(report->total(), 0u);
+}
+
+TEST(RecoveryTest, FreeSlotMissingFromTheFreeListIsRelinked) {
+  TestSegment seg("audit-free");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto engine = detail::Engine::attach(seg.name(), ipc::Access::kReadWrite);
+  ASSERT_TRUE(engine.is_ok());
+  // What a producer killed between popping a slot and reserving it leaves.
+  std::uint32_t index = 0;
+  ASSERT_EQ((*engine)->free_slots().pop(index), ipc::FreeStack::PopResult::kOk);
+  EXPECT_EQ((*engine)->free_slots().size_quiescent(), seg.config().slots - 1u);
+  RecoverOptions o;
+  o.audit_gap_ns = 1'000'000;
+  auto report = recover(seg.name(), o);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_EQ(report->free_slots_relinked, 1u);
+  EXPECT_EQ((*engine)->free_slots().size_quiescent(), seg.config().slots);
+  // The relinked slot is on the list, once.
+  std::vector<std::uint32_t> popped;
+  std::uint32_t next = 0;
+  while ((*engine)->free_slots().pop(next) == ipc::FreeStack::PopResult::kOk) popped.push_back(next);
+  EXPECT_EQ(std::count(popped.begin(), popped.end(), index), 1);
+  for (std::uint32_t i : popped) (*engine)->free_slots().push(i);
+  EXPECT_EQ(seg.free_slots(), seg.config().slots);
+}
+
+// ---- drain -------------------------------------------------------------------
+
+TEST(DrainTest, WorkersAttachedBeforeADrainReturnAndLaterOnesRun) {
+  TestSegment seg("drain");
+  ASSERT_TRUE(seg.status().is_ok());
+  WorkerThread before(seg.worker());
+  ASSERT_TRUE(drain_segment(seg.name()).is_ok());
+  ASSERT_TRUE(before.join_within());
+  auto after = seg.worker();
+  auto id = seg.client().submit("echo", "still served");
+  ASSERT_TRUE(id.is_ok());
+  ASSERT_TRUE(after->run_tasks(1).is_ok());
+  EXPECT_FALSE(after->drained());
+  EXPECT_EQ(seg.client().wait(*id, kHangTimeoutNs)->value, "still served");
+}
+
+TEST(DrainTest, DrainedWorkerSaysSo) {
+  TestSegment seg("drain-flag");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto w = seg.worker();
+  ASSERT_TRUE(drain_segment(seg.name()).is_ok());
+  ASSERT_TRUE(w->run().is_ok());  // returns at once
+  EXPECT_TRUE(w->drained());
+  EXPECT_EQ(drain_segment("no-such-segment-here").code(), StatusCode::kNotFound);
+}
+
+// ---- exit reasons ------------------------------------------------------------
+
+TEST(ExitReasonTest, DescribesSignalsExitCodesAndTheUnknown) {
+  EXPECT_EQ((ExitReason{ExitReason::Kind::kSignaled, SIGSEGV}).describe(), "killed by signal 11 (SIGSEGV)");
+  EXPECT_EQ((ExitReason{ExitReason::Kind::kExited, 3}).describe(), "exited with code 3");
+  EXPECT_EQ(ExitReason{}.describe(), "died (exit reason unknown)");
+  const pid_t child = fork();
+  if (child == 0) _exit(7);
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_EQ(ExitReason::from_wait_status(status), (ExitReason{ExitReason::Kind::kExited, 7}));
+}
+
+}  // namespace
+}  // namespace taskring::testing
