@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "engine_internal.h"
+#include "recovery_internal.h"
 #include "taskring/ipc/futex.h"
 
 namespace taskring {
@@ -77,6 +78,22 @@ Result<std::uint32_t> check_options(const Engine& e, const SubmitOptions& o) {
   if (static_cast<unsigned>(o.priority) >= kPriorityCount) {
     return invalid_argument("priority " + std::to_string(static_cast<unsigned>(o.priority)) +
                             ": must be 0 (critical) to 3 (low)");
+  }
+  if (o.delay_ns < 0) {
+    return invalid_argument("delay_ns " + std::to_string(o.delay_ns) + ": must not be negative");
+  }
+  if (o.run_at_ns < 0) {
+    return invalid_argument("run_at_ns " + std::to_string(o.run_at_ns) + ": must not be negative");
+  }
+  if (o.delay_ns != 0 && o.run_at_ns != 0) {
+    return invalid_argument("delay_ns " + std::to_string(o.delay_ns) + " and run_at_ns " + std::to_string(o.run_at_ns) +
+                            ": give at most one of them");
+  }
+  if (o.time_limit_ns < 0 || o.time_limit_ns % 1'000'000 != 0 ||
+      o.time_limit_ns / 1'000'000 > std::int64_t{UINT32_MAX}) {
+    return invalid_argument("time_limit_ns " + std::to_string(o.time_limit_ns) +
+                            ": must be whole milliseconds from 0 (the handler's) to " + std::to_string(UINT32_MAX) +
+                            " ms");
   }
   if (o.max_attempts > kMaxAttemptsLimit) {
     return invalid_argument("max_attempts " + std::to_string(o.max_attempts) + ": must be 1 to " +
@@ -161,8 +178,20 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
   }
   if (submit_ns == 0) submit_ns = ipc::monotonic_ns();
   s.submit_ns.store(submit_ns, std::memory_order_relaxed);  // published by [R3]
+  // Relaxed, published by [R3]; written only for delayed tasks (the freer
+  // and the claimer reset it), so that submit touches line 2 only for them.
+  if (o.time_limit_ns != 0) {
+    s.time_limit_ms.store(static_cast<std::uint32_t>(o.time_limit_ns / 1'000'000), std::memory_order_relaxed);
+  }
+  if (o.delay_ns != 0) {
+    s.run_at_ns.store(submit_ns + o.delay_ns, std::memory_order_relaxed);
+  } else if (o.run_at_ns != 0) {
+    s.run_at_ns.store(o.run_at_ns, std::memory_order_relaxed);
+  }
   return Status::ok();
 }
+
+bool delayed(const SubmitOptions& o) { return o.delay_ns != 0 || o.run_at_ns != 0; }
 
 // Publishes a filled, reserved slot as pending and queued, with the next
 // reference tag. The caller owns the slot exclusively, so this transition is
@@ -236,6 +265,11 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   std::int64_t submit_ns = 0;
   TASKRING_RETURN_IF_ERROR(fill_slot(e, *index, *queue, o, task, payload, deadline, submit_ns));
   const std::uint64_t published = publish_pending(e, *index, o);
+  if (delayed(o) && e.push_ref(*index, published, nullptr, submit_ns)) {
+    // Into the timer ring (or its queue ring, if the time has already come).
+    e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);  // statistics
+    return TaskId::make(*index, sw::generation(published));
+  }
   ipc::Ring ring = e.ring(*queue, o.priority);
   bool first = true;
   Status st = with_full_policy(
@@ -302,6 +336,10 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
       ++n;
     }
     std::size_t pushed = 0;
+    // Delayed tasks go to the timer ring one by one (it has room for all).
+    while (delayed(o) && pushed < n && e.push_ref(sw::ref_slot(chunk[pushed]), published[pushed], nullptr, submit_ns)) {
+      ++pushed;
+    }
     bool first = true;
     Status st = with_full_policy(
         e, o, deadline,
@@ -334,6 +372,53 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
 
 namespace {
 
+// peek is a seqlock reader: it copies plain fields of a slot it does not
+// own and keeps the copy only if the state word did not change meanwhile.
+// A copy that raced with the slot's reuse is discarded, so the race is
+// benign by design; these readers are left out of ThreadSanitizer's
+// instrumentation (it cannot see the validation), and use volatile so the
+// compiler reads each byte once and keeps no copy in registers.
+#if defined(__SANITIZE_THREAD__)
+#define TASKRING_SEQLOCK_READER __attribute__((no_sanitize("thread"), noinline))
+#else
+#define TASKRING_SEQLOCK_READER
+#endif
+
+template <typename T>
+TASKRING_SEQLOCK_READER T racy_read(const T& field) {
+  return *static_cast<const volatile T*>(&field);
+}
+
+TASKRING_SEQLOCK_READER void racy_copy(std::string& out, const void* src, std::size_t n) {
+  out.resize(n);
+#if defined(__SANITIZE_THREAD__)
+  const auto* from = static_cast<const volatile char*>(src);
+  for (std::size_t i = 0; i < n; ++i) out[i] = from[i];
+#else
+  // The bytes cannot tear in a way that matters: a copy the caller does not
+  // validate is discarded. memcpy keeps large results fast.
+  if (n != 0) std::memcpy(out.data(), src, n);
+#endif
+}
+
+// The result bytes of `s`, copied racily; false if the recorded length or
+// block is out of bounds (then nothing is read).
+bool racy_copy_result(const Engine& e, const TaskSlot& s, std::string& out) {
+  const std::uint32_t len = racy_read(s.result_len);
+  const std::uint32_t block = racy_read(s.result_block);
+  if (block == detail::kNoBlock) {
+    if (len > detail::kInlineResultBytes) return false;
+    racy_copy(out, s.inline_result, len);
+    return true;
+  }
+  // A block's header is written once, when the block is first cut, before
+  // any slot can name it: resolve never races with a header write.
+  const std::span<std::byte> data = e.arena().resolve(block);
+  if (data.empty() || len > data.size()) return false;
+  racy_copy(out, data.data(), len);
+  return true;
+}
+
 // The finish time of the task in `s` (state word `w`): the worker's, or for
 // a task cancelled before it ran, the winning canceller's stamp.
 std::int64_t finish_time(const TaskSlot& s, std::uint64_t w, std::int64_t submit_ns, std::int64_t start_ns) {
@@ -353,22 +438,24 @@ Result<TaskOutcome> copy_outcome(const Engine& e, const TaskSlot& s, TaskId id, 
   out.id = id;
   out.state = sw::state(w);
   out.attempts = sw::attempts(w);
-  // Plain reads: ordered by the acquire of the terminal state word ([A3]).
-  out.crashes = s.crashes;
+  out.timed_out = (w & sw::kTimedOut) != 0;
+  // Racy reads, validated by the caller's CAS: a concurrent release may be
+  // freeing the slot (the fields are otherwise ordered by [A3]).
+  out.crashes = racy_read(s.crashes);
   if (out.crashes > 0) {
-    out.last_crash_pid = s.crash_pid;
-    out.last_crash = detail::decode_exit(s.crash_reason);
+    out.last_crash_pid = racy_read(s.crash_pid);
+    out.last_crash = detail::decode_exit(racy_read(s.crash_reason));
   }
   // Relaxed: ordered by the acquire of the terminal state word ([A3]).
   out.submit_ns = s.submit_ns.load(std::memory_order_relaxed);
   out.start_ns = s.start_ns.load(std::memory_order_relaxed);
   out.finish_ns = finish_time(s, w, out.submit_ns, out.start_ns);
   if (!with_value) return out;
-  std::string_view bytes;
-  if (!e.read_bytes(s, true, bytes)) {
+  // The caller validates the copy with its CAS on the state word: a reader
+  // that lost the slot to another reader discards it.
+  if (!racy_copy_result(e, s, out.value)) {
     return data_loss("task " + to_string(id) + ": its result's length or block is corrupt");
   }
-  out.value.assign(bytes);
   return out;
 }
 
@@ -402,18 +489,13 @@ Result<std::optional<TaskOutcome>> Client::try_get(TaskId id) {
       }
       continue;
     }
-    // Take the read: once released is set, nobody else frees or rewrites the
-    // slot (lookups see it as gone, cancel sees it finished), so the copy
-    // below cannot race with a reuse. acq_rel: as [R5].
-    if (!s->state.compare_exchange_weak(w, w | sw::kReleased, std::memory_order_acq_rel,
-                                        std::memory_order_acquire)) {
-      continue;
-    }
-    w |= sw::kReleased;
+    // Copy first, then take the read and free the slot in one CAS: a reader
+    // killed at any point leaves the task either unread or freed, never
+    // read-but-held. A finished task's fields do not change until its slot
+    // is freed, and the generation in the word rules out a reuse in
+    // between, so a successful CAS vouches for the copy.
     auto out = copy_outcome(e, *s, id, w, true);
-    // Only we may change a terminal, released, unqueued word; a failure here
-    // means another process corrupted it, and the slot is then left alone.
-    (void)e.free_slot(id.slot(), w);
+    if (!e.free_slot(id.slot(), w)) continue;  // another reader or a release won; w is the new word
     if (!out) return out.status();
     return std::optional<TaskOutcome>(std::move(out).value());
   }
@@ -441,57 +523,17 @@ Result<TaskOutcome> Client::wait(TaskId id, std::int64_t timeout_ns) {
     // [S6] seq_cst: announce, then re-check the state; pairs with [S5].
     s.waiters.fetch_add(1, std::memory_order_seq_cst);
     const std::uint64_t w = s.state.load(std::memory_order_seq_cst);
-    if (sw::generation(w) == id.generation() && !is_terminal(sw::state(w))) {
-      ipc::futex_wait(s.done_seq, seq, std::min(deadline - now, kResultParkNs));
-    }
+    const bool woken = sw::generation(w) != id.generation() || is_terminal(sw::state(w)) ||
+                       ipc::futex_wait(s.done_seq, seq, std::min(deadline - now, kResultParkNs));
     s.waiters.fetch_sub(1, std::memory_order_relaxed);  // only a hint for notifiers
+    // A park that timed out on a running task: if its worker died and no
+    // supervisor or peer has noticed yet, recover it ourselves.
+    if (!woken && sw::state(w) == TaskState::kRunning && detail::worker_gone(e, sw::owner(w))) {
+      RecoveryReport report;
+      detail::recover_dead_workers(e, report, 0);
+    }
   }
 }
-
-namespace {
-
-// peek is a seqlock reader: it copies plain fields of a slot it does not
-// own and keeps the copy only if the state word did not change meanwhile.
-// A copy that raced with the slot's reuse is discarded, so the race is
-// benign by design; these readers are left out of ThreadSanitizer's
-// instrumentation (it cannot see the validation), and use volatile so the
-// compiler reads each byte once and keeps no copy in registers.
-#if defined(__SANITIZE_THREAD__)
-#define TASKRING_SEQLOCK_READER __attribute__((no_sanitize("thread"), noinline))
-#else
-#define TASKRING_SEQLOCK_READER
-#endif
-
-template <typename T>
-TASKRING_SEQLOCK_READER T racy_read(const T& field) {
-  return *static_cast<const volatile T*>(&field);
-}
-
-TASKRING_SEQLOCK_READER void racy_copy(std::string& out, const void* src, std::size_t n) {
-  out.resize(n);
-  const auto* from = static_cast<const volatile char*>(src);
-  for (std::size_t i = 0; i < n; ++i) out[i] = from[i];
-}
-
-// The result bytes of `s`, copied racily; false if the recorded length or
-// block is out of bounds (then nothing is read).
-bool racy_copy_result(const Engine& e, const TaskSlot& s, std::string& out) {
-  const std::uint32_t len = racy_read(s.result_len);
-  const std::uint32_t block = racy_read(s.result_block);
-  if (block == detail::kNoBlock) {
-    if (len > detail::kInlineResultBytes) return false;
-    racy_copy(out, s.inline_result, len);
-    return true;
-  }
-  // A block's header is written once, when the block is first cut, before
-  // any slot can name it: resolve never races with a header write.
-  const std::span<std::byte> data = e.arena().resolve(block);
-  if (data.empty() || len > data.size()) return false;
-  racy_copy(out, data.data(), len);
-  return true;
-}
-
-}  // namespace
 
 Result<TaskInfo> Client::peek(TaskId id) const {
   const Engine& e = *engine_;
@@ -517,6 +559,9 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     info.queue = std::string(e.queue_name(s->queue.load(std::memory_order_relaxed)));
     info.priority = static_cast<Priority>(racy_read(s->priority) & 3);
     info.payload_bytes = racy_read(s->payload_len);
+    info.run_at_ns = info.state == TaskState::kPending ? s->run_at_ns.load(std::memory_order_relaxed) : 0;
+    info.deadline_ns = info.state == TaskState::kRunning ? s->deadline_ns.load(std::memory_order_relaxed) : 0;
+    info.timed_out = (w & sw::kTimedOut) != 0;
     // Relaxed: validated by the seqlock-style re-read of the state word below.
     info.submit_ns = s->submit_ns.load(std::memory_order_relaxed);
     info.start_ns = s->start_ns.load(std::memory_order_relaxed);

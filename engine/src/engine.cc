@@ -1,6 +1,7 @@
 #include "engine_internal.h"
 
 
+#include <algorithm>
 #include <climits>
 #include <map>
 #include <mutex>
@@ -36,6 +37,7 @@ ipc::CreateOptions layout_for(const EngineConfig& c, bool replace) {
       {kSecArena, 1, ipc::arena_control_bytes() + arena_units_for(c.payload_area) * ipc::kArenaUnit},
       {kSecWorkers, sizeof(WorkerEntry), c.max_workers},
       {kSecDeques, static_cast<std::uint32_t>(ring_stride(c.deque_capacity)), c.max_workers},
+      {kSecTimers, 1, ring_stride(timer_capacity(c.slots))},
   };
   return o;
 }
@@ -70,6 +72,9 @@ Status Engine::format(ipc::Segment& seg, const EngineConfig& c) {
     ipc::Ring::format(reinterpret_cast<ipc::RingControl*>(deques + w * ring_stride(c.deque_capacity)),
                       c.deque_capacity);
   }
+  ipc::Ring::format(reinterpret_cast<ipc::RingControl*>(seg.section_bytes(kSecTimers).data()),
+                    timer_capacity(c.slots));
+  control->next_due_ns.store(INT64_MAX, std::memory_order_relaxed);
   auto* slots = reinterpret_cast<TaskSlot*>(seg.section_bytes(kSecSlots).data());
   for (std::uint32_t i = 0; i < c.slots; ++i) {
     slots[i].state.store(sw::make_free(1), std::memory_order_relaxed);
@@ -190,6 +195,12 @@ Status Engine::bind(ipc::Access) {
   slots_ = reinterpret_cast<TaskSlot*>(seg_.section_bytes(kSecSlots).data());
   workers_ = reinterpret_cast<WorkerEntry*>(seg_.section_bytes(kSecWorkers).data());
   deques_ = seg_.section_bytes(kSecDeques).data();
+  timers_ = seg_.section_bytes(kSecTimers).data();
+  if (reinterpret_cast<const ipc::RingControl*>(timers_)->capacity != timer_capacity(c.slot_count)) {
+    return data_loss(who + ": the timer ring records capacity " +
+                     std::to_string(reinterpret_cast<const ipc::RingControl*>(timers_)->capacity) + ", expected " +
+                     std::to_string(timer_capacity(c.slot_count)));
+  }
   // The rings and the arena record their sizes too; they must agree.
   for (std::uint32_t r = 0; r < queue_count_ * kPriorityCount; ++r) {
     const auto* rc = reinterpret_cast<const ipc::RingControl*>(rings_ + r * ring_stride_);
@@ -321,6 +332,10 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
   // keeps submit from touching the worker's cache line (line 3).
   s.start_ns.store(0, std::memory_order_relaxed);
   s.finish_ns.store(0, std::memory_order_relaxed);
+  // Only a delayed task that never ran still has one (a claim clears it):
+  // submit writes line 2 only for delayed tasks.
+  if (s.run_at_ns.load(std::memory_order_relaxed) != 0) s.run_at_ns.store(0, std::memory_order_relaxed);
+  if (s.time_limit_ms.load(std::memory_order_relaxed) != 0) s.time_limit_ms.store(0, std::memory_order_relaxed);
 }
 
 bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {
@@ -363,18 +378,79 @@ bool Engine::drop_queued(std::uint32_t ref) noexcept {
   }
 }
 
-bool Engine::push_ref(std::uint32_t index, std::uint64_t w, ipc::Ring* fallback) noexcept {
+ipc::Ring Engine::timers() const noexcept {
+  return ipc::Ring(reinterpret_cast<ipc::RingControl*>(timers_), timer_capacity(slot_count_));
+}
+
+void Engine::lower_next_due(std::int64_t due) noexcept {
+  // Relaxed CAS-min: a schedule hint; the timer ring's push ([R1]) publishes
+  // the task, and a scan that misses a lowered value runs at the next one.
+  std::int64_t cur = control_->next_due_ns.load(std::memory_order_relaxed);
+  while (due < cur && !control_->next_due_ns.compare_exchange_weak(cur, due, std::memory_order_relaxed)) {
+  }
+}
+
+bool Engine::push_ref(std::uint32_t index, std::uint64_t w, ipc::Ring* fallback, std::int64_t now) noexcept {
   const TaskSlot& s = slots_[index];
   // Relaxed: the caller holds the task (its queued tag is not yet pushed).
   const std::uint32_t q0 = s.queue.load(std::memory_order_relaxed);
   const std::uint32_t q = q0 < queue_count_ ? q0 : 0;
   const std::uint32_t value = sw::ref(index, w);
+  const std::int64_t run_at = s.run_at_ns.load(std::memory_order_relaxed);
+  if (run_at != 0 && run_at > (now != 0 ? now : ipc::monotonic_ns())) {
+    // Not due: into the timer ring, which has room for every slot.
+    if (!timers().try_push(value)) return false;
+    const std::int64_t before = control_->next_due_ns.load(std::memory_order_relaxed);  // relaxed: as lower_next_due
+    lower_next_due(run_at);
+    // A parked worker sleeps until its timeout or the old due time: wake
+    // one to plan around the earlier one.
+    if (run_at < before) notify_work(q, 1);
+    return true;
+  }
   if (!ring(q, static_cast<Priority>(s.priority & 3)).try_push(value) &&
       (fallback == nullptr || !fallback->try_push(value))) {
     return false;
   }
   notify_work(q, 1);
   return true;
+}
+
+std::size_t Engine::release_due_timers(std::int64_t now) noexcept {
+  ConfigBlock& c = *control_;
+  // Relaxed: a schedule (see lower_next_due); the swap to INT64_MAX elects
+  // one scanner, and adders racing it lower the value again.
+  std::int64_t due = c.next_due_ns.load(std::memory_order_relaxed);
+  if (now < due || !c.next_due_ns.compare_exchange_strong(due, INT64_MAX, std::memory_order_relaxed)) return 0;
+  ipc::Ring t = timers();
+  std::int64_t next = INT64_MAX;
+  std::size_t released = 0;
+  std::uint32_t value = 0;
+  // Each name is looked at once: names put back go behind the budget. A
+  // scanner that dies holding names leaves them to the audit, and the
+  // schedule at INT64_MAX until the next audit resets it.
+  for (std::uint64_t budget = t.size_approx(); budget > 0 && t.try_pop(value); --budget) {
+    const std::uint32_t index = sw::ref_slot(value);
+    if (index >= slot_count_) continue;  // corrupt: dropped, never dereferenced
+    TaskSlot& s = slots_[index];
+    const std::uint64_t w = s.state.load(std::memory_order_acquire);  // as [A3]
+    if (sw::tag(w) != sw::ref_tag(value) || (w & sw::kQueued) == 0 || !sw::live(w)) continue;  // stale
+    if (sw::state(w) != TaskState::kPending) {
+      drop_queued(value);  // cancelled while it waited
+      continue;
+    }
+    const std::int64_t run_at = s.run_at_ns.load(std::memory_order_relaxed);  // ordered by the acquire above
+    if (run_at <= now && push_ref(index, w, nullptr, now)) {
+      ++released;
+      continue;
+    }
+    // Not due, or its queue ring is full (then retry at once). The ring
+    // holds every slot's name once, so the name fits back.
+    const bool back = t.try_push(value);
+    TASKRING_ASSERT(back);
+    next = std::min(next, run_at <= now ? now : run_at);
+  }
+  lower_next_due(next);
+  return released;
 }
 
 namespace {

@@ -96,7 +96,17 @@ class Engine {
   // is full in `fallback` (a deque; may be null). Returns false if neither
   // had room: the task is then named by nothing, and the lost-reference
   // audit requeues it.
-  bool push_ref(std::uint32_t index, std::uint64_t w, ipc::Ring* fallback) noexcept;
+  // A task whose run_at_ns is later than `now` (0: read the clock) goes to
+  // the timer ring instead.
+  bool push_ref(std::uint32_t index, std::uint64_t w, ipc::Ring* fallback, std::int64_t now = 0) noexcept;
+  // The ring of delayed tasks' names (section kSecTimers).
+  ipc::Ring timers() const noexcept;
+  // If the earliest delayed task is due at `now`, moves every due task from
+  // the timer ring to its queue ring; one caller at a time does the scan.
+  // Returns how many were released.
+  std::size_t release_due_timers(std::int64_t now) noexcept;
+  // Lowers ConfigBlock::next_due_ns to `due` if it is later.
+  void lower_next_due(std::int64_t due) noexcept;
 
   // Wake protocols (docs/architecture.md "Waking").
   // After making work available in queue `queue`: wakes up to `n` parked
@@ -125,6 +135,7 @@ class Engine {
   TaskSlot* slots_ = nullptr;
   WorkerEntry* workers_ = nullptr;
   std::byte* deques_ = nullptr;
+  std::byte* timers_ = nullptr;
   ipc::FreeStack free_slots_;
   ipc::Arena arena_;
   std::uint32_t slot_count_ = 0;

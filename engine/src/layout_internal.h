@@ -30,10 +30,18 @@ enum SectionId : std::uint32_t {
   kSecArena = 6,    // ArenaControl + payload area
   kSecWorkers = 7,  // WorkerEntry[max_workers]
   kSecDeques = 8,   // max_workers rings of deque_capacity cells
-  // Reserved for the next issues: 9 journal ring (sidecar), 10 dead-letter
-  // and delayed-task structures. A segment without them reads as "feature
-  // off"; adding them bumps kLayoutVersion.
+  kSecTimers = 9,   // one ring of timer_capacity(slot_count) cells: delayed tasks
+  // Reserved for the next issues: 10 journal ring (sidecar), 11 dead-letter
+  // queue. Adding them bumps kLayoutVersion.
 };
+
+// The timer ring holds every delayed task's name at most once, plus stale
+// names not yet dropped: twice the slot count, rounded up to a power of two.
+constexpr std::uint64_t timer_capacity(std::uint32_t slots) noexcept {
+  std::uint64_t c = 16;
+  while (c < 2 * std::uint64_t{slots}) c <<= 1;
+  return c;
+}
 
 // ---- Config block --------------------------------------------------------
 struct alignas(kFalseSharingRange) ConfigBlock {
@@ -74,7 +82,11 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   std::atomic<std::uint64_t> workers_recovered;
   std::atomic<std::uint64_t> tasks_recovered;   // requeued or failed after a worker died
   std::atomic<std::uint64_t> lost_tasks_found;  // requeued or dropped by the audit
-  std::uint8_t pad[kFalseSharingRange - 48];
+  // A lower bound of the run-at times of the tasks in the timer ring
+  // (INT64_MAX: none). Adders lower it with a CAS-min; the worker that swaps
+  // it to INT64_MAX releases the due tasks and puts back the new minimum.
+  std::atomic<std::int64_t> next_due_ns;
+  std::uint8_t pad[kFalseSharingRange - 56];
 };
 static_assert(sizeof(ConfigBlock) == 4 * kFalseSharingRange);
 static_assert(offsetof(ConfigBlock, parked_workers) == kFalseSharingRange + 4);
@@ -104,7 +116,7 @@ static_assert(sizeof(QueueEntry) == 3 * kFalseSharingRange);
 //   bit   5      released: the producer will not read the result; free the
 //                slot once terminal and not queued
 //   bit   6      cancel requested (running tasks poll it)
-//   bit   7      reserved (0)
+//   bit   7      timed out: set with bit 6 when the task outlived its time limit
 //   bits  8..15  owner: registry index + 1 of the worker running it; 0 none
 //   bits 16..23  attempts: how many times a worker claimed it
 //   bits 24..31  reference tag: bumped every time the task is (re)queued;
@@ -121,6 +133,7 @@ inline constexpr std::uint64_t kStateMask = 0xF;
 inline constexpr std::uint64_t kQueued = 1u << 4;
 inline constexpr std::uint64_t kReleased = 1u << 5;
 inline constexpr std::uint64_t kCancelReq = 1u << 6;
+inline constexpr std::uint64_t kTimedOut = 1u << 7;
 inline constexpr int kOwnerShift = 8;
 inline constexpr int kAttemptShift = 16;
 inline constexpr int kTagShift = 24;
@@ -210,7 +223,19 @@ struct alignas(kCacheLineSize) TaskSlot {
   // these while it holds the task; readers trust them when crashes > 0).
   std::uint32_t crash_pid;             // 160
   std::uint32_t crash_reason;          // 164: [kind:8 | code:8], see encode_exit
-  std::uint64_t reserved1[3];          // 168: room for run-at, deadline, retry policy
+  // 168: CLOCK_MONOTONIC before which the task must not start (0: no
+  // delay): a delayed submit, or a retry's backoff. Written by whoever
+  // holds the task before it is named in a ring; atomic because the timer
+  // scan and peek read it while others may hold it.
+  std::atomic<std::int64_t> run_at_ns;
+  // 176: when the running attempt must end (0: no limit), and how long a
+  // handler that was asked to stop may take before its worker is killed;
+  // written by the worker at claim, read by watchdogs (recovery.cc).
+  std::atomic<std::int64_t> deadline_ns;
+  std::atomic<std::uint32_t> kill_grace_ms;  // 184
+  // 188: the submitter's time limit in ms (0: the handler's); written by
+  // submit only when set, reset when non-zero by whoever frees the slot.
+  std::atomic<std::uint32_t> time_limit_ms;
   // ---- line 3 (from 192): what the worker writes
   std::uint32_t result_len;            // 192
   std::uint32_t result_block;          // 196: arena unit, or kNoBlock when inline
@@ -234,6 +259,9 @@ static_assert(offsetof(TaskSlot, result_len) == 3 * kCacheLineSize);
 static_assert(offsetof(TaskSlot, start_ns) == 200);
 static_assert(offsetof(TaskSlot, max_attempts) == 36);
 static_assert(offsetof(TaskSlot, crash_pid) == 160);
+static_assert(offsetof(TaskSlot, run_at_ns) == 168);
+static_assert(offsetof(TaskSlot, deadline_ns) == 176);
+static_assert(offsetof(TaskSlot, time_limit_ms) == 188);
 static_assert(offsetof(TaskSlot, free_gen) == 216);
 static_assert(offsetof(TaskSlot, inline_result) == 224);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);

@@ -119,10 +119,12 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
   const std::uint32_t q = q0 < e.queue_count() ? q0 : 0;
   for (;;) {
     if (sw::state(w) != TaskState::kRunning || sw::owner(w) != static_cast<int>(v)) return;
-    const bool cancel = (w & sw::kCancelReq) != 0;
+    const bool timed_out = (w & sw::kTimedOut) != 0;
+    const bool cancel = (w & sw::kCancelReq) != 0 && !timed_out;
     if (!cancel && attempts < max_attempts) {
-      const std::uint64_t next = sw::next_tag(w & ~(sw::kOwnerMask | sw::kStateMask)) |
-                                 static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+      const std::uint64_t next =
+          sw::next_tag(w & ~(sw::kOwnerMask | sw::kStateMask | sw::kCancelReq | sw::kTimedOut)) |
+          static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
       // [R8] release: publishes the crash fields to the next claimer (its
       // claim CAS acquires the word). Failure: acquire, a cancel changed it.
       if (s.state.compare_exchange_weak(w, next, std::memory_order_release, std::memory_order_acquire)) {
@@ -138,7 +140,8 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
     } else {
       ExitReason why = decode_exit(reason);
       std::string msg = cancel ? "cancelled: its worker (pid " + std::to_string(dead_pid) + ") " + why.describe()
-                               : "worker pid " + std::to_string(dead_pid) + " " + why.describe() + " on attempt " +
+                               : (timed_out ? "time limit exceeded: " : "") + std::string("worker pid ") +
+                                     std::to_string(dead_pid) + " " + why.describe() + " on attempt " +
                                      std::to_string(attempts) + " of " + std::to_string(max_attempts);
       if (e.store_bytes(s, true, msg) != ipc::Arena::AllocResult::kOk) {
         const auto r = e.store_bytes(s, true, std::string_view(msg).substr(0, kInlineResultBytes));
@@ -295,6 +298,7 @@ std::vector<UnnamedTask> LostTaskAudit::pass(const Engine& e) {
     for (int p = 0; p < kPriorityCount; ++p) e.ring(q, static_cast<Priority>(p)).for_each_value_approx(visit);
   }
   for (std::uint32_t v = 0; v < e.max_workers(); ++v) e.deque(v).for_each_value_approx(visit);
+  e.timers().for_each_value_approx(visit);
   std::vector<UnnamedTask> out;
   for (std::uint32_t i = 0; i < n; ++i) {
     const std::uint64_t w = words_[i];
@@ -374,7 +378,75 @@ bool relink_free_slots(Engine& e, std::int64_t gap_ns, RecoveryReport& report) {
   return true;
 }
 
+WatchdogReport Watchdog::check(Engine& e, std::int64_t now) {
+  WatchdogReport report;
+  const std::uint32_t me = ipc::current_pid();
+  const std::uint32_t hwm = e.worker_hwm();
+  if (seen_.size() < hwm) seen_.resize(hwm);
+  for (std::uint32_t v = 0; v < hwm; ++v) {
+    WorkerEntry& entry = e.worker(v);
+    Seen& seen = seen_[v];
+    // Relaxed: informative fields; the state word decides (below).
+    const std::uint32_t pid = claim_pid(entry.claim.load(std::memory_order_relaxed));
+    const std::uint32_t index = entry.current_slot.load(std::memory_order_relaxed);
+    if (pid == 0 || index >= e.slot_count()) {
+      seen.word = 0;
+      continue;
+    }
+    TaskSlot& s = e.slot(index);
+    std::uint64_t w = s.state.load(std::memory_order_acquire);  // as [A3]: the worker's arm_time_limit stores
+    if (sw::state(w) != TaskState::kRunning || sw::owner(w) != static_cast<int>(v)) {
+      seen.word = 0;
+      continue;
+    }
+    const std::int64_t deadline = s.deadline_ns.load(std::memory_order_relaxed);
+    if ((w & sw::kCancelReq) == 0 && deadline != 0 && now >= deadline) {
+      // acq_rel: the worker's completion CAS and ours are ordered; failure
+      // (it finished, or a cancel came first): look again next pass.
+      const std::uint64_t flagged = w | sw::kCancelReq | sw::kTimedOut;
+      if (s.state.compare_exchange_strong(w, flagged, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        ++report.timed_out;
+        w = flagged;
+      }
+    }
+    if ((w & sw::kCancelReq) == 0) {
+      seen.word = 0;
+      continue;
+    }
+    if (seen.word != w || seen.slot != index) {
+      seen = Seen{index, w, now};
+      continue;
+    }
+    const std::int64_t grace_ns = std::int64_t{s.kill_grace_ms.load(std::memory_order_relaxed)} * 1'000'000;
+    // A worker thread of our own process cannot be killed without us.
+    if (pid == me || now - seen.since < grace_ns) continue;
+    // Still the same attempt, still flagged, and the pid is still the
+    // process that attached (not a reused pid): kill it.
+    if (s.state.load(std::memory_order_acquire) != w ||
+        !ipc::process_running(pid, entry.start_time.load(std::memory_order_relaxed))) {
+      continue;
+    }
+    if (kill(static_cast<pid_t>(pid), SIGKILL) == 0) {
+      ++report.killed;
+      seen.word = 0;
+    }
+  }
+  return report;
+}
+
 }  // namespace detail
+
+Watchdog::Watchdog(std::shared_ptr<detail::Engine> engine)
+    : engine_(std::move(engine)), impl_(std::make_unique<detail::Watchdog>()) {}
+Watchdog::~Watchdog() = default;
+
+Result<std::unique_ptr<Watchdog>> Watchdog::attach(std::string_view segment) {
+  auto engine = detail::Engine::attach(segment, ipc::Access::kReadWrite);
+  if (!engine) return engine.status();
+  return std::unique_ptr<Watchdog>(new Watchdog(std::move(engine).value()));
+}
+
+WatchdogReport Watchdog::check() { return impl_->check(*engine_, ipc::monotonic_ns()); }
 
 Result<RecoveryReport> recover(std::string_view segment, const RecoverOptions& options) {
   if (options.audit_gap_ns < 0) {

@@ -54,4 +54,24 @@ class LostTaskAudit {
   std::vector<std::uint8_t> named_;
 };
 
+// Enforces time limits and cancel requests on tasks other processes run
+// (one per process that watches; not shared between threads).
+class Watchdog {
+ public:
+  // Raises the cancel and timed-out flags of running tasks past their
+  // deadline, and kills (SIGKILL) a worker whose flagged task has run on
+  // for its kill grace since this watchdog first saw the flag. Looks only
+  // at the task each registered worker says it runs (current_slot): a few
+  // loads per worker, no system call unless it kills.
+  WatchdogReport check(Engine& e, std::int64_t now);
+
+ private:
+  struct Seen {
+    std::uint32_t slot = 0;
+    std::uint64_t word = 0;   // the flagged running word
+    std::int64_t since = 0;   // when this watchdog first saw it
+  };
+  std::vector<Seen> seen_;  // per registry index
+};
+
 }  // namespace taskring::detail

@@ -65,6 +65,7 @@ class WorkerImpl {
       if ((mask_ >> q) & 1) queues_.push_back(q);
     }
     ctx_.worker_ = this;
+    rng_ ^= (std::uint64_t{ipc::current_pid()} << 16) ^ index_;  // distinct jitter per worker
   }
   ~WorkerImpl() { unregister(); }
 
@@ -79,6 +80,17 @@ class WorkerImpl {
                               std::to_string(kMaxTaskNameLength) + " bytes");
     }
     if (!h) return invalid_argument("handler for task '" + std::string(task) + "': empty function");
+    if (o.time_limit_ns < 0 || o.time_limit_ns % 1'000'000 != 0 || o.kill_grace_ns < 0 ||
+        o.kill_grace_ns % 1'000'000 != 0) {
+      return invalid_argument("time_limit_ns " + std::to_string(o.time_limit_ns) + " / kill_grace_ns " +
+                              std::to_string(o.kill_grace_ns) + " for task '" + std::string(task) +
+                              "': must be whole milliseconds, not negative");
+    }
+    if (o.retry_backoff_ns < 0 || o.retry_backoff_max_ns < 0) {
+      return invalid_argument("retry_backoff_ns " + std::to_string(o.retry_backoff_ns) + " / retry_backoff_max_ns " +
+                              std::to_string(o.retry_backoff_max_ns) + " for task '" + std::string(task) +
+                              "': must not be negative");
+    }
     if (!handlers_.emplace(std::string(task), Entry{std::move(h), o}).second) {
       return already_exists("a handler for task '" + std::string(task) + "' is already registered");
     }
@@ -110,7 +122,10 @@ class WorkerImpl {
   std::size_t claim(std::uint32_t* buf);
   std::size_t steal(std::uint32_t* buf);
   bool has_work_approx() const noexcept;
-  void park();
+  void park(std::int64_t timeout_ns);
+  // Before parking: releases due delayed tasks, and returns how long the
+  // park may last (until the next one is due, at most park_timeout_ns).
+  std::int64_t before_park();
   // Runs the task in slot `index` if it is still pending; returns true if a
   // handler ran. `start_ns` is the start time to record, or 0 to read the
   // clock.
@@ -118,10 +133,14 @@ class WorkerImpl {
   void complete(std::uint32_t index, TaskSlot& s, std::uint64_t running_word);
   // Puts a failed task with attempts left back in its queue (running word
   // `w`, ours). Returns false if the word changed (cancel), with `w` updated.
-  bool retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w);
+  bool retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w, std::int64_t now);
   // Every kLivenessPeriodNs: recovers dead peers, and runs the periodic
   // lost-reference audit when it is due and this worker wins it.
   void maintain(std::int64_t now);
+  // Sets the slot's deadline and kill grace for the attempt starting at
+  // `start`, from the submitter's limit or the handler's. Writes the
+  // slot's third line only when a value changes.
+  void arm_time_limit(TaskSlot& s, std::int64_t start) noexcept;
   void set_state(WorkerState s) noexcept { entry().state.store(static_cast<std::uint32_t>(s), std::memory_order_relaxed); }
   void heartbeat(std::int64_t now) noexcept { entry().heartbeat_ns.store(now, std::memory_order_relaxed); }
   void unregister() noexcept;
@@ -150,7 +169,9 @@ class WorkerImpl {
   std::uint32_t drain_epoch_;
   bool drained_ = false;
   std::int64_t next_check_ns_ = 0;
+  std::uint64_t rng_ = 0x9E3779B97F4A7C15ull;  // xorshift state for retry jitter
   LostTaskAudit audit_;
+  Watchdog watchdog_;
   std::vector<UnnamedTask> audit_first_;
   std::int64_t audit_second_ns_ = 0;  // when the second pass is due; 0: no audit under way
   std::uint32_t round_ = 0;
@@ -253,7 +274,30 @@ bool WorkerImpl::has_work_approx() const noexcept {
   return false;
 }
 
-void WorkerImpl::park() {
+std::int64_t WorkerImpl::before_park() {
+  const std::int64_t now = ipc::monotonic_ns();
+  engine_->release_due_timers(now);
+  // Relaxed: a schedule; a task delayed later than we read wakes us
+  // (push_ref notifies when it lowers the schedule).
+  const std::int64_t due = engine_->control().next_due_ns.load(std::memory_order_relaxed);
+  std::int64_t timeout = options_.park_timeout_ns;
+  if (due != INT64_MAX && due - now < timeout) timeout = std::max<std::int64_t>(due - now, 1000);
+  // While a peer runs a task, keep watching it (time limits, cancel grace,
+  // its death) at the liveness period; a segment where nobody works lets
+  // us sleep the whole timeout.
+  if (timeout > kLivenessPeriodNs) {
+    for (std::uint32_t v = 0; v < engine_->worker_hwm(); ++v) {
+      // Relaxed: informative state, read racily.
+      if (v != index_ && engine_->worker(v).state.load(std::memory_order_relaxed) ==
+                             static_cast<std::uint32_t>(WorkerState::kBusy)) {
+        return kLivenessPeriodNs;
+      }
+    }
+  }
+  return timeout;
+}
+
+void WorkerImpl::park(std::int64_t timeout_ns) {
   ConfigBlock& c = engine_->control();
   WorkerEntry& me = entry();
   // Acquire: a bump we miss makes futex_wait return at once.
@@ -267,7 +311,7 @@ void WorkerImpl::park() {
   c.parked_workers.fetch_add(1, std::memory_order_seq_cst);
   if (!has_work_approx() && !stop_.load(std::memory_order_relaxed) && !engine_->closing()) {
     bump(me.parks);
-    ipc::futex_wait(me.wake_seq, seq, options_.park_timeout_ns);
+    ipc::futex_wait(me.wake_seq, seq, timeout_ns);
   }
   // Relaxed: a waker that still CASes the flag 1 -> 0 only wastes one wake.
   me.parked.store(0, std::memory_order_relaxed);
@@ -313,6 +357,9 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
   }
   bump(me.counters[q][kCounterClaimed]);
   me.current_slot.store(index, std::memory_order_relaxed);  // informative
+  // A delayed task's start time has come; clear it so that a retry or the
+  // slot's next task starts from no delay. Relaxed: we hold the task.
+  if (s.run_at_ns.load(std::memory_order_relaxed) != 0) s.run_at_ns.store(0, std::memory_order_relaxed);
   const std::int64_t start = start_ns != 0 ? start_ns : ipc::monotonic_ns();
   s.start_ns.store(start, std::memory_order_relaxed);  // published by [R4]
   heartbeat(start);
@@ -339,6 +386,7 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
       const std::uint32_t m = last_handler_ != nullptr ? last_handler_->second.options.max_attempts : 0;
       s.max_attempts = static_cast<std::uint8_t>(m != 0 ? m : kDefaultMaxAttempts);
     }
+    arm_time_limit(s, start);
     if (last_handler_ == nullptr) {
       ctx_.fail("no handler for task '" + std::string(ctx_.task_name_) + "' in worker " + std::to_string(index_) +
                 " (pid " + std::to_string(ipc::current_pid()) + ")");
@@ -367,12 +415,23 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   // we must not touch the result fields. Relaxed: the CAS below re-validates.
   w = s.state.load(std::memory_order_relaxed);
   if (!still_ours(w)) return;
-  const bool cancel_seen = (w & sw::kCancelReq) != 0;
+  // A timed-out attempt failed; a cancel request that is not a timeout
+  // lets a handler that returned without a result end as cancelled.
+  const bool timed_out = (w & sw::kTimedOut) != 0;
+  const bool cancel_seen = (w & sw::kCancelReq) != 0 && !timed_out;
   TaskState outcome = ctx_.failed_ ? TaskState::kFailed
                       : (cancel_seen && ctx_.result_.empty()) ? TaskState::kCancelled
                                                               : TaskState::kSucceeded;
   std::string_view value = ctx_.result_;
   std::string err;
+  if (timed_out && !ctx_.failed_) {
+    err = "time limit of " +
+          std::to_string((s.deadline_ns.load(std::memory_order_relaxed) - s.start_ns.load(std::memory_order_relaxed)) /
+                         1'000'000) +
+          " ms exceeded";
+    outcome = TaskState::kFailed;
+    value = err;
+  }
   // A result left by an earlier attempt (the error a retry keeps visible)
   // is replaced, not leaked.
   engine_->release_result(s);
@@ -396,8 +455,9 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   const std::uint32_t max_attempts = s.max_attempts != 0 ? s.max_attempts : kDefaultMaxAttempts;
   for (;;) {
     if (!still_ours(w)) return;  // see above; our result block is the new owner's to replace
-    if (outcome == TaskState::kFailed && (w & sw::kCancelReq) == 0 && sw::attempts(w) < max_attempts) {
-      if (retry(index, s, w)) {
+    const bool cancelled = (w & sw::kCancelReq) != 0 && (w & sw::kTimedOut) == 0;
+    if (outcome == TaskState::kFailed && !cancelled && sw::attempts(w) < max_attempts) {
+      if (retry(index, s, w, finish)) {
         bump(entry().counters[q][kCounterRetried]);
         heartbeat(finish);
         return;
@@ -425,27 +485,57 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   heartbeat(finish);
 }
 
-bool WorkerImpl::retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w) {
+bool WorkerImpl::retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w, std::int64_t now) {
+  // The backoff: doubling from the handler's first wait up to its limit,
+  // drawn from the upper half of that wait (jitter).
+  const HandlerOptions o = last_handler_ != nullptr ? last_handler_->second.options : HandlerOptions{};
+  if (o.retry_backoff_ns > 0) {
+    const std::uint32_t failures = std::max<std::uint32_t>(sw::attempts(w), 1);
+    std::int64_t wait = o.retry_backoff_ns;
+    for (std::uint32_t i = 1; i < failures && wait < o.retry_backoff_max_ns; ++i) wait *= 2;
+    wait = std::min(wait, std::max(o.retry_backoff_max_ns, o.retry_backoff_ns));
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    const std::int64_t half = wait / 2;
+    // Relaxed: we hold the task; published by [R8] below.
+    s.run_at_ns.store(now + half + static_cast<std::int64_t>(rng_ % static_cast<std::uint64_t>(half + 1)),
+                      std::memory_order_relaxed);
+  }
   // Pending again under a new tag, keeping the attempt count and the error
   // (the result) of this attempt for observers.
-  const std::uint64_t next = sw::next_tag(w & ~(sw::kOwnerMask | sw::kStateMask)) |
-                             static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+  const std::uint64_t next =
+      sw::next_tag(w & ~(sw::kOwnerMask | sw::kStateMask | sw::kCancelReq | sw::kTimedOut)) |
+      static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
   // [R8] release: publishes the error and times to the next claimer.
   // Failure: acquire, a canceller changed the word.
   if (!s.state.compare_exchange_strong(w, next, std::memory_order_release, std::memory_order_acquire)) return false;
   // Our own deque has room for one (we popped the task from it, or it is
   // empty) when the queue ring is full.
   ipc::Ring own = engine_->deque(index_);
-  if (!engine_->push_ref(index, next, &own)) {
+  if (!engine_->push_ref(index, next, &own, now)) {
     engine_->control().next_audit_ns.store(0, std::memory_order_relaxed);  // relaxed: a hint to audit soon
   }
   return true;
+}
+
+void WorkerImpl::arm_time_limit(TaskSlot& s, std::int64_t start) noexcept {
+  const HandlerOptions o = last_handler_ != nullptr ? last_handler_->second.options : HandlerOptions{};
+  // Relaxed: we hold the task; watchdogs read these only while the state
+  // word says we run it, and re-check the word before acting.
+  std::int64_t limit_ns = std::int64_t{s.time_limit_ms.load(std::memory_order_relaxed)} * 1'000'000;
+  if (limit_ns == 0) limit_ns = o.time_limit_ns;
+  const std::int64_t deadline = limit_ns > 0 ? start + limit_ns : 0;
+  if (s.deadline_ns.load(std::memory_order_relaxed) != deadline) s.deadline_ns.store(deadline, std::memory_order_relaxed);
+  const auto grace_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(o.kill_grace_ns / 1'000'000, UINT32_MAX));
+  if (s.kill_grace_ms.load(std::memory_order_relaxed) != grace_ms) s.kill_grace_ms.store(grace_ms, std::memory_order_relaxed);
 }
 
 void WorkerImpl::maintain(std::int64_t now) {
   next_check_ns_ = now + kLivenessPeriodNs;
   RecoveryReport report;
   recover_dead_workers(*engine_, report, 0);
+  watchdog_.check(*engine_, now);
   if (audit_second_ns_ != 0) {
     if (now >= audit_second_ns_) {
       audit_second_ns_ = 0;
@@ -460,6 +550,8 @@ void WorkerImpl::maintain(std::int64_t now) {
   if (now < due) return;
   if (!c.next_audit_ns.compare_exchange_strong(due, now + kAuditPeriodNs, std::memory_order_relaxed)) return;
   free_dead_reservations(*engine_, report);
+  // A timer scanner that died left the schedule at "nothing due": look again.
+  if (engine_->timers().nonempty_approx()) engine_->lower_next_due(now);
   audit_first_ = audit_.pass(*engine_);
   if (!audit_first_.empty()) audit_second_ns_ = now + kAuditGapNs;
 }
@@ -511,7 +603,7 @@ Status WorkerImpl::run(std::uint64_t limit) {
       } else if (idle_rounds <= options_.spin_rounds + 16) {
         sched_yield();
       } else {
-        park();
+        park(before_park());
         idle_rounds = 0;
         const std::int64_t now = ipc::monotonic_ns();
         if (now >= next_check_ns_) maintain(now);
@@ -522,7 +614,11 @@ Status WorkerImpl::run(std::uint64_t limit) {
     set_state(WorkerState::kBusy);
     if (execute(ref, start_ns)) ++processed_;
     // last_finish_ns_ is the clock reading that ended the task (or 0 if it
-    // did not run): no extra clock read on the busy path.
+    // did not run): no extra clock read on the busy path. Relaxed: a
+    // schedule, on the line the drain and closing checks already read.
+    if (last_finish_ns_ >= control.next_due_ns.load(std::memory_order_relaxed)) {
+      engine_->release_due_timers(last_finish_ns_);
+    }
     if (last_finish_ns_ >= next_check_ns_) maintain(last_finish_ns_);
   }
   set_state(WorkerState::kIdle);

@@ -38,7 +38,8 @@ SubmitOptions attempts(std::uint32_t n) {
 
 // Forks a worker process that serves `segment` with a handler "block" that
 // never returns (until killed) and the built-ins. Returns its pid.
-pid_t fork_blocking_worker(const std::string& segment, std::uint32_t claim_batch = 1) {
+pid_t fork_blocking_worker(const std::string& segment, std::uint32_t claim_batch = 1,
+                           std::int64_t kill_grace_ns = HandlerOptions{}.kill_grace_ns) {
   const pid_t pid = fork();
   if (pid != 0) return pid;
   WorkerOptions o;
@@ -46,9 +47,11 @@ pid_t fork_blocking_worker(const std::string& segment, std::uint32_t claim_batch
   auto w = Worker::attach(segment, o);
   if (!w) _exit(10);
   (*w)->register_builtins();
+  HandlerOptions h;
+  h.kill_grace_ns = kill_grace_ns;
   if (!(*w)->register_handler("block", [](TaskContext&) {
          for (;;) pause();
-       }).is_ok()) {
+       }, h).is_ok()) {
     _exit(11);
   }
   (void)(*w)->run();
@@ -369,6 +372,134 @@ TEST(RecoveryTest, FreeSlotMissingFromTheFreeListIsRelinked) {
   EXPECT_EQ(std::count(popped.begin(), popped.end(), index), 1);
   for (std::uint32_t i : popped) (*engine)->free_slots().push(i);
   EXPECT_EQ(seg.free_slots(), seg.config().slots);
+}
+
+// ---- time limits and cancelling running tasks ----------------------------------
+
+// Runs a watchdog until `done` holds or kHangTimeout passes; returns its totals.
+template <typename Done>
+WatchdogReport watch_until(const std::string& segment, Done&& done) {
+  WatchdogReport total;
+  auto dog = Watchdog::attach(segment);
+  EXPECT_TRUE(dog.is_ok());
+  if (!dog) return total;
+  wait_until([&] {
+    const WatchdogReport r = (*dog)->check();
+    total.timed_out += r.timed_out;
+    total.killed += r.killed;
+    return done();
+  });
+  return total;
+}
+
+TEST(TimeLimitTest, HandlerThatChecksTheFlagEndsItsAttemptAsTimedOut) {
+  TestSegment seg("limit-coop");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto w = seg.worker({}, false);
+  ASSERT_TRUE(w->register_handler("polite", [](TaskContext& ctx) {
+                 while (!ctx.cancel_requested()) std::this_thread::sleep_for(1ms);
+               }).is_ok());
+  SubmitOptions o = attempts(1);
+  o.time_limit_ns = 30'000'000;
+  auto id = seg.client().submit("polite", "", o);
+  ASSERT_TRUE(id.is_ok());
+  WorkerThread t(std::move(w));
+  ASSERT_TRUE(running(seg.client(), *id));
+  auto info = seg.client().peek(*id);
+  ASSERT_TRUE(info.is_ok());
+  EXPECT_EQ(info->deadline_ns - info->start_ns, 30'000'000);
+  // This process's watchdog raises the flag (it would not kill its own worker).
+  const WatchdogReport r = watch_until(seg.name(), [&] {
+    auto now = seg.client().peek(*id);
+    return !now.is_ok() || now->state != TaskState::kRunning;
+  });
+  EXPECT_EQ(r.timed_out, 1u);
+  EXPECT_EQ(r.killed, 0u);
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kFailed);
+  EXPECT_TRUE(out->timed_out);
+  EXPECT_EQ(out->value, "time limit of 30 ms exceeded");
+}
+
+TEST(TimeLimitTest, WorkerOfAHandlerThatIgnoresTheFlagIsKilledAndTheTaskRetried) {
+  TestSegment seg("limit-kill");
+  ASSERT_TRUE(seg.status().is_ok());
+  SubmitOptions o = attempts(2);
+  o.time_limit_ns = 20'000'000;
+  auto id = seg.client().submit("block", "", o);
+  ASSERT_TRUE(id.is_ok());
+  const pid_t child = fork_blocking_worker(seg.name(), 1, 30'000'000);
+  ASSERT_TRUE(running(seg.client(), *id));
+  int status = 0;
+  const WatchdogReport r = watch_until(seg.name(), [&] { return waitpid(child, &status, WNOHANG) == child; });
+  EXPECT_EQ(r.timed_out, 1u);
+  EXPECT_EQ(r.killed, 1u);
+  auto report = worker_exited(seg.name(), static_cast<std::uint32_t>(child), status);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_EQ(report->tasks_requeued, 1u);
+  auto w = seg.worker({}, false);
+  ASSERT_TRUE(w->register_handler("block", [](TaskContext& ctx) { ctx.set_result("in time"); }).is_ok());
+  ASSERT_TRUE(w->run_tasks(1).is_ok());
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kSucceeded);
+  EXPECT_EQ(out->attempts, 2u);
+  EXPECT_EQ(out->crashes, 1u);
+  EXPECT_FALSE(out->timed_out);  // the last attempt was in time
+}
+
+TEST(TimeLimitTest, LastAttemptKilledForItsTimeLimitFailsSayingSo) {
+  TestSegment seg("limit-last");
+  ASSERT_TRUE(seg.status().is_ok());
+  SubmitOptions o = attempts(1);
+  o.time_limit_ns = 20'000'000;
+  auto id = seg.client().submit("block", "", o);
+  ASSERT_TRUE(id.is_ok());
+  const pid_t child = fork_blocking_worker(seg.name(), 1, 10'000'000);
+  ASSERT_TRUE(running(seg.client(), *id));
+  int status = 0;
+  watch_until(seg.name(), [&] { return waitpid(child, &status, WNOHANG) == child; });
+  ASSERT_TRUE(worker_exited(seg.name(), static_cast<std::uint32_t>(child), status).is_ok());
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kFailed);
+  EXPECT_TRUE(out->timed_out);
+  EXPECT_NE(out->value.find("time limit exceeded"), std::string::npos) << out->value;
+}
+
+TEST(TimeLimitTest, BadTimeLimitsAreRejectedNamingTheField) {
+  TestSegment seg("limit-bad");
+  ASSERT_TRUE(seg.status().is_ok());
+  SubmitOptions o;
+  o.time_limit_ns = 1'500'000;  // not whole milliseconds
+  auto id = seg.client().submit("noop", "", o);
+  ASSERT_EQ(id.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(id.status().message().find("time_limit_ns 1500000"), std::string::npos) << id.status().message();
+  auto w = seg.worker({}, false);
+  HandlerOptions h;
+  h.kill_grace_ns = -1'000'000;
+  EXPECT_EQ(w->register_handler("x", [](TaskContext&) {}, h).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(CancelRunningTest, HandlerThatIgnoresACancelHasItsWorkerKilledAndEndsCancelled) {
+  TestSegment seg("cancel-kill");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto id = seg.client().submit("block", "", attempts(3));
+  ASSERT_TRUE(id.is_ok());
+  const pid_t child = fork_blocking_worker(seg.name(), 1, 20'000'000);
+  ASSERT_TRUE(running(seg.client(), *id));
+  ASSERT_EQ(*seg.client().cancel(*id), CancelOutcome::kRequested);
+  int status = 0;
+  const WatchdogReport r = watch_until(seg.name(), [&] { return waitpid(child, &status, WNOHANG) == child; });
+  EXPECT_EQ(r.killed, 1u);
+  EXPECT_EQ(r.timed_out, 0u);
+  ASSERT_TRUE(worker_exited(seg.name(), static_cast<std::uint32_t>(child), status).is_ok());
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kCancelled);  // not retried: cancelled is final
+  EXPECT_NE(out->value.find("cancelled"), std::string::npos) << out->value;
+  EXPECT_EQ(out->attempts, 1u);
 }
 
 // ---- drain -------------------------------------------------------------------

@@ -254,6 +254,22 @@ inline void on_sigterm(int) {
 
 // Runs a worker until SIGTERM. SIGTERM is blocked until the handler and the
 // worker are in place, so an early SIGTERM is delivered, not lost.
+// Runs worker `w` (handlers registered) until SIGTERM, which the caller
+// blocked in `term` before attaching: the signal is let in only while
+// run() can be stopped through g_worker. Returns the child's exit code.
+inline int run_until_sigterm(Worker& w, const sigset_t& term) {
+  g_worker.store(&w, std::memory_order_release);
+  sigprocmask(SIG_UNBLOCK, &term, nullptr);
+  const Status st = w.run();
+  sigprocmask(SIG_BLOCK, &term, nullptr);
+  g_worker.store(nullptr, std::memory_order_release);
+  if (!st.is_ok()) {
+    child_log("worker run: %s", st.to_string().c_str());
+    return kExitRun;
+  }
+  return kExitOk;
+}
+
 inline int worker_child(const std::string& segment, const WorkerOptions& options, RunCounts* counts) {
   sigset_t term;
   sigemptyset(&term);
@@ -283,16 +299,7 @@ inline int worker_child(const std::string& segment, const WorkerOptions& options
     child_log("register: %s", reg.to_string().c_str());
     return kExitRegister;
   }
-  g_worker.store(w->get(), std::memory_order_release);
-  sigprocmask(SIG_UNBLOCK, &term, nullptr);
-  const Status st = (*w)->run();
-  sigprocmask(SIG_BLOCK, &term, nullptr);
-  g_worker.store(nullptr, std::memory_order_release);
-  if (!st.is_ok()) {
-    child_log("worker run: %s", st.to_string().c_str());
-    return kExitRun;
-  }
-  return kExitOk;
+  return run_until_sigterm(**w, term);
 }
 
 // ---- producer child -------------------------------------------------------------------

@@ -47,6 +47,20 @@ struct SubmitOptions {
   // failed attempt); 1..kMaxAttemptsLimit, or 0 for the handler's default
   // (HandlerOptions), else kDefaultMaxAttempts.
   std::uint32_t max_attempts = 0;
+  // Delayed start: the task waits in the segment (not in its queue) until
+  // run_at_ns, a CLOCK_MONOTONIC time in nanoseconds (the clock of
+  // std::chrono::steady_clock on Linux), or until delay_ns after the submit.
+  // At most one of the two may be non-zero; 0 for both: claimable at once.
+  // A time already past runs at once.
+  std::int64_t delay_ns = 0;
+  std::int64_t run_at_ns = 0;
+  // Longest a single attempt may run, in nanoseconds (whole milliseconds,
+  // 1 ms to about 49 days); 0: the handler's HandlerOptions::time_limit_ns.
+  // Past it the task's cancel flag is raised (timed out); a handler that
+  // does not return within its kill grace has its worker process killed by
+  // a watchdog (another worker or the supervisor). Either way the attempt
+  // failed, and is retried if attempts are left.
+  std::int64_t time_limit_ns = 0;
 };
 
 struct WorkerOptions {

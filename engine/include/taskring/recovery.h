@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -68,5 +69,38 @@ Result<RecoveryReport> recover(std::string_view segment, const RecoverOptions& o
 // recovers it at once (without the audits, which the caller may run later).
 // A pid that holds no registry entry is not an error: the report is empty.
 Result<RecoveryReport> worker_exited(std::string_view segment, std::uint32_t pid, int wait_status);
+
+// What a watchdog pass did.
+struct WatchdogReport {
+  std::uint32_t timed_out = 0;  // running tasks whose cancel flag it raised at their deadline
+  std::uint32_t killed = 0;     // workers it killed because a flagged task outlived its grace
+};
+
+namespace detail { class Engine; class Watchdog; }
+
+// Enforces time limits and cancel requests on tasks that other processes
+// run: at a task's deadline it raises the task's cancel flag (marking it
+// timed out), and once a flagged task (timed out or cancelled) has run on
+// for its kill grace it kills the worker process with SIGKILL, whose death
+// recovery then handles (the attempt counts as failed, or the task ends
+// cancelled). Every worker runs one for its peers; a supervisor should run
+// one too (taskring worker --processes does), so that a lone worker is
+// watched as well.
+//
+// Thread safety: one thread per Watchdog.
+class Watchdog {
+ public:
+  // Errors: attach's.
+  static Result<std::unique_ptr<Watchdog>> attach(std::string_view segment);
+  ~Watchdog();
+  // One pass; call it every few tens of milliseconds. It remembers when it
+  // first saw each flag, so the grace is measured from its own first look.
+  WatchdogReport check();
+
+ private:
+  Watchdog(std::shared_ptr<detail::Engine> engine);
+  std::shared_ptr<detail::Engine> engine_;
+  std::unique_ptr<detail::Watchdog> impl_;
+};
 
 }  // namespace taskring

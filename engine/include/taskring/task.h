@@ -91,6 +91,7 @@ struct TaskOutcome {
   std::uint32_t crashes = 0;        // attempts that ended with the worker process dying
   std::uint32_t last_crash_pid = 0; // the worker that died last, 0 if none did
   ExitReason last_crash;            // how it died (meaningful when crashes > 0)
+  bool timed_out = false;           // the last attempt outlived its time limit
   std::int64_t submit_ns = 0;  // CLOCK_MONOTONIC
   std::int64_t start_ns = 0;   // 0 if it never started
   std::int64_t finish_ns = 0;
@@ -117,6 +118,9 @@ struct TaskInfo {
   std::int64_t submit_ns = 0;
   std::int64_t start_ns = 0;
   std::int64_t finish_ns = 0;  // 0 until the task is terminal
+  std::int64_t run_at_ns = 0;  // a pending task's delayed start (CLOCK_MONOTONIC), 0 if none
+  std::int64_t deadline_ns = 0;  // a running attempt's time limit (CLOCK_MONOTONIC), 0 if none
+  bool timed_out = false;        // the running attempt outlived its time limit
 };
 
 }  // namespace taskring

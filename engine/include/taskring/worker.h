@@ -77,6 +77,19 @@ struct HandlerOptions {
   // attempt (ctx.fail, an exception, or the worker process dying) with
   // attempts left puts the task back in its queue.
   std::uint32_t max_attempts = 0;
+  // The wait before a failed attempt's retry: retry_backoff_ns after the
+  // first failure, doubling at each further one up to retry_backoff_max_ns,
+  // each wait drawn at random from its upper half (jitter, so that tasks
+  // that failed together do not retry together). A crashed attempt is
+  // retried at once. 0 for both: retry at once.
+  std::int64_t retry_backoff_ns = 10'000'000;
+  std::int64_t retry_backoff_max_ns = 10'000'000'000;
+  // Time limit of one attempt when the submitter gave none (0: none), and
+  // how long after its cancel flag is raised (time limit or Client::cancel)
+  // a handler may keep running before a watchdog kills its worker process.
+  // Whole milliseconds.
+  std::int64_t time_limit_ns = 0;
+  std::int64_t kill_grace_ns = 5'000'000'000;
 };
 
 struct WorkerStats {
