@@ -95,6 +95,10 @@ Result<std::uint32_t> check_options(const Engine& e, const SubmitOptions& o) {
                             ": must be whole milliseconds from 0 (the handler's) to " + std::to_string(UINT32_MAX) +
                             " ms");
   }
+  if (o.max_crashes > 255) {
+    return invalid_argument("max_crashes " + std::to_string(o.max_crashes) +
+                            ": must be 1 to 255, or 0 for the default " + std::to_string(kDefaultMaxCrashes));
+  }
   if (o.max_attempts > kMaxAttemptsLimit) {
     return invalid_argument("max_attempts " + std::to_string(o.max_attempts) + ": must be 1 to " +
                             std::to_string(kMaxAttemptsLimit) + ", or 0 for the handler's default");
@@ -156,6 +160,7 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
   std::memcpy(s.name, task.data(), task.size());
   s.submitter_pid = ipc::current_pid();
   s.max_attempts = static_cast<std::uint8_t>(o.max_attempts);
+  s.max_crashes = static_cast<std::uint8_t>(o.max_crashes);
   s.crashes = 0;
   // result_len, result_block, start_ns and finish_ns were reset when the
   // slot was freed (Engine::release_blocks), or are zero from formatting.
@@ -645,6 +650,47 @@ Status Client::release(TaskId id) {
       return Status::ok();  // the worker or the popper frees it
     }
     // Either CAS failed and left the current word in w (acquire, as [A3]).
+  }
+}
+
+Result<std::vector<TaskInfo>> Client::dead_letters(std::size_t limit) const {
+  const Engine& e = *engine_;
+  std::vector<TaskInfo> out;
+  for (std::uint32_t i = 0; i < e.slot_count(); ++i) {
+    // Relaxed: a scan; peek re-reads with acquire and validates.
+    const std::uint64_t w = e.slot(i).state.load(std::memory_order_relaxed);
+    if (!sw::live(w) || sw::state(w) != TaskState::kFailed || (w & sw::kReleased) != 0) continue;
+    auto info = peek(TaskId::make(i, sw::generation(w)));
+    if (info && info->state == TaskState::kFailed) out.push_back(std::move(info).value());
+  }
+  std::sort(out.begin(), out.end(), [](const TaskInfo& a, const TaskInfo& b) { return a.finish_ns < b.finish_ns; });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+Status Client::requeue(TaskId id) {
+  Engine& e = *engine_;
+  std::uint64_t w = 0;
+  TaskSlot* s = e.lookup(id, w);
+  if (s == nullptr) return gone(id);
+  for (;;) {
+    if (sw::generation(w) != id.generation() || !sw::live(w) || (w & sw::kReleased) != 0) return gone(id);
+    if (sw::state(w) != TaskState::kFailed || (w & sw::kQueued) != 0) {
+      return failed_precondition("task " + to_string(id) + " is " + std::string(state_name(sw::state(w))) +
+                                 ": only a failed task (a dead letter) can be requeued");
+    }
+    // Fresh attempts, a new tag; the worker that runs it replaces the old
+    // error when it completes. [R8] release: as a retry.
+    const std::uint64_t next =
+        sw::next_tag(w & ~(sw::kStateMask | sw::kAttemptMask | sw::kCancelReq | sw::kTimedOut)) |
+        static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+    if (s->state.compare_exchange_weak(w, next, std::memory_order_release, std::memory_order_acquire)) {
+      if (!e.push_ref(id.slot(), next, nullptr)) {
+        // The queue ring is full: the audit finds it unnamed and requeues it.
+        e.control().next_audit_ns.store(0, std::memory_order_relaxed);  // relaxed: a hint
+      }
+      return Status::ok();
+    }
   }
 }
 

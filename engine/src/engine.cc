@@ -57,6 +57,7 @@ Status Engine::format(ipc::Segment& seg, const EngineConfig& c) {
   control->inline_bytes = kInlineBytes;
   control->inline_result_bytes = kInlineResultBytes;
   control->mode = c.mode;
+  control->result_ttl_ns = c.result_ttl_ns;
 
   auto* queues = reinterpret_cast<QueueEntry*>(seg.section_bytes(kSecQueues).data());
   for (std::size_t i = 0; i < c.queues.size(); ++i) {
@@ -159,6 +160,7 @@ Status Engine::bind(ipc::Access) {
   config_.max_workers = c.max_workers;
   config_.deque_capacity = c.deque_capacity;
   config_.mode = c.mode;
+  config_.result_ttl_ns = c.result_ttl_ns;
   if (c.queue_count == 0 || c.queue_count > kMaxQueues) {
     return data_loss(who + ": queue count " + std::to_string(c.queue_count) + " outside 1.." +
                      std::to_string(kMaxQueues));

@@ -57,7 +57,8 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   std::uint32_t inline_bytes;    // kInlineBytes, checked on attach
   std::uint32_t mode;
   std::uint32_t inline_result_bytes;  // kInlineResultBytes, checked on attach
-  std::uint8_t reserved1[kFalseSharingRange - 48];
+  std::uint64_t result_ttl_ns;        // EngineConfig::result_ttl_ns
+  std::uint8_t reserved1[kFalseSharingRange - 56];
 
   alignas(kFalseSharingRange) std::atomic<std::uint32_t> reserved_wake;  // 0, unused
   // Workers parked right now; each parks on its own WorkerEntry::wake_seq.
@@ -205,7 +206,8 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::uint32_t submitter_pid;         // 32
   std::uint8_t max_attempts;           // 36: 0 until the submitter or the first worker sets it
   std::uint8_t crashes;                // 37: attempts that ended with the worker dying
-  std::uint16_t reserved0;             // 38
+  std::uint8_t max_crashes;            // 38: 0: kDefaultMaxCrashes
+  std::uint8_t reserved0;              // 39
   // Timestamps are atomics (relaxed) because peek reads them racily; the
   // state word's CAS orders them for readers.
   std::atomic<std::int64_t> submit_ns; // 40: CLOCK_MONOTONIC

@@ -74,6 +74,7 @@ RecoveryReport& RecoveryReport::operator+=(const RecoveryReport& o) noexcept {
   lost_refs_dropped += o.lost_refs_dropped;
   reserved_slots_freed += o.reserved_slots_freed;
   free_slots_relinked += o.free_slots_relinked;
+  results_expired += o.results_expired;
   return *this;
 }
 
@@ -115,13 +116,16 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
   s.crash_reason = reason;
   const std::uint32_t attempts = sw::attempts(w);
   const std::uint32_t max_attempts = s.max_attempts != 0 ? s.max_attempts : kDefaultMaxAttempts;
+  // A task that keeps killing its workers is quarantined: no more attempts.
+  const std::uint32_t max_crashes = s.max_crashes != 0 ? s.max_crashes : kDefaultMaxCrashes;
+  const bool poison = s.crashes >= max_crashes;
   const std::uint32_t q0 = s.queue.load(std::memory_order_relaxed);  // relaxed: we hold the task
   const std::uint32_t q = q0 < e.queue_count() ? q0 : 0;
   for (;;) {
     if (sw::state(w) != TaskState::kRunning || sw::owner(w) != static_cast<int>(v)) return;
     const bool timed_out = (w & sw::kTimedOut) != 0;
     const bool cancel = (w & sw::kCancelReq) != 0 && !timed_out;
-    if (!cancel && attempts < max_attempts) {
+    if (!cancel && !poison && attempts < max_attempts) {
       const std::uint64_t next =
           sw::next_tag(w & ~(sw::kOwnerMask | sw::kStateMask | sw::kCancelReq | sw::kTimedOut)) |
           static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
@@ -140,7 +144,8 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
     } else {
       ExitReason why = decode_exit(reason);
       std::string msg = cancel ? "cancelled: its worker (pid " + std::to_string(dead_pid) + ") " + why.describe()
-                               : (timed_out ? "time limit exceeded: " : "") + std::string("worker pid ") +
+                               : (poison ? "quarantined after " + std::to_string(s.crashes) + " crashes: " : "") +
+                                     (timed_out ? "time limit exceeded: " : "") + std::string("worker pid ") +
                                      std::to_string(dead_pid) + " " + why.describe() + " on attempt " +
                                      std::to_string(attempts) + " of " + std::to_string(max_attempts);
       if (e.store_bytes(s, true, msg) != ipc::Arena::AllocResult::kOk) {
@@ -149,13 +154,14 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
       }
       s.finish_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);  // published by the CAS below
       const TaskState outcome = cancel ? TaskState::kCancelled : TaskState::kFailed;
-      if ((w & sw::kReleased) != 0) {
+      if ((w & sw::kReleased) != 0 && outcome != TaskState::kFailed) {
         if (e.free_slot(index, w)) break;
         continue;
       }
-      // seq_cst: the terminal transition, as [R4] in worker.cc.
-      if (s.state.compare_exchange_weak(w, sw::with_state(w, outcome) & ~sw::kOwnerMask, std::memory_order_seq_cst,
-                                        std::memory_order_acquire)) {
+      // seq_cst: the terminal transition, as [R4] in worker.cc; a failed
+      // task stays as a dead letter even if it was released.
+      if (s.state.compare_exchange_weak(w, sw::with_state(w, outcome) & ~(sw::kOwnerMask | sw::kReleased),
+                                        std::memory_order_seq_cst, std::memory_order_acquire)) {
         e.notify_done(s);
         break;
       }
@@ -353,6 +359,23 @@ void free_dead_reservations(Engine& e, RecoveryReport& report) {
   }
 }
 
+void expire_results(Engine& e, std::int64_t now, RecoveryReport& report) {
+  const auto ttl = static_cast<std::int64_t>(std::min<std::uint64_t>(e.config().result_ttl_ns, INT64_MAX));
+  if (ttl == 0) return;
+  for (std::uint32_t i = 0; i < e.slot_count(); ++i) {
+    TaskSlot& s = e.slot(i);
+    std::uint64_t w = s.state.load(std::memory_order_acquire);  // as [A3]
+    if (!sw::live(w) || !is_terminal(sw::state(w)) || (w & (sw::kReleased | sw::kQueued)) != 0) continue;
+    // Relaxed: ordered by the acquire above; a task cancelled before it ran
+    // has no finish time and counts from its submission.
+    std::int64_t finished = s.finish_ns.load(std::memory_order_relaxed);
+    if (finished == 0) finished = s.submit_ns.load(std::memory_order_relaxed);
+    if (now - finished < ttl) continue;
+    // A reader racing us loses its CAS and finds the task gone.
+    if (e.free_slot(i, w)) ++report.results_expired;
+  }
+}
+
 bool relink_free_slots(Engine& e, std::int64_t gap_ns, RecoveryReport& report) {
   const std::uint32_t n = e.slot_count();
   std::vector<std::uint64_t> before(n);
@@ -458,6 +481,7 @@ Result<RecoveryReport> recover(std::string_view segment, const RecoverOptions& o
   RecoveryReport report;
   detail::recover_dead_workers(e, report, 0);
   detail::free_dead_reservations(e, report);
+  detail::expire_results(e, ipc::monotonic_ns(), report);
   if (options.audit) {
     detail::LostTaskAudit audit;
     auto first = audit.pass(e);

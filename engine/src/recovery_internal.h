@@ -25,6 +25,9 @@ bool worker_gone(const Engine& e, int v) noexcept;
 // Frees the slots that dead producers had reserved but not submitted.
 void free_dead_reservations(Engine& e, RecoveryReport& report);
 
+// Frees finished, unread tasks older than the segment's result_ttl_ns.
+void expire_results(Engine& e, std::int64_t now, RecoveryReport& report);
+
 // The idle audit of the free stack: relinks free slots that a true snapshot
 // of the stack does not hold and that stayed unchanged for gap_ns while
 // nothing was allocated or freed. Returns false (having done nothing) if the

@@ -464,12 +464,15 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
       }
       continue;
     }
-    if ((w & sw::kReleased) != 0) {
+    if ((w & sw::kReleased) != 0 && outcome != TaskState::kFailed) {
       // Nobody will read it: free the slot directly.
       if (engine_->free_slot(index, w)) break;
       continue;
     }
-    const std::uint64_t next = sw::with_state(w, outcome) & ~sw::kOwnerMask;
+    // A task that failed for good is kept even if its producer released it:
+    // it is a dead letter (Client::dead_letters) until requeued, released
+    // again, or its retention passes.
+    const std::uint64_t next = sw::with_state(w, outcome) & ~(sw::kOwnerMask | sw::kReleased);
     // [R4] seq_cst: publishes the result and finish time to the reader's
     // acquire ([A3]); ordered before notify_done's waiter check ([S5]).
     if (s.state.compare_exchange_weak(w, next, std::memory_order_seq_cst, std::memory_order_acquire)) {
@@ -550,6 +553,7 @@ void WorkerImpl::maintain(std::int64_t now) {
   if (now < due) return;
   if (!c.next_audit_ns.compare_exchange_strong(due, now + kAuditPeriodNs, std::memory_order_relaxed)) return;
   free_dead_reservations(*engine_, report);
+  expire_results(*engine_, now, report);
   // A timer scanner that died left the schedule at "nothing due": look again.
   if (engine_->timers().nonempty_approx()) engine_->lower_next_due(now);
   audit_first_ = audit_.pass(*engine_);

@@ -502,6 +502,86 @@ TEST(CancelRunningTest, HandlerThatIgnoresACancelHasItsWorkerKilledAndEndsCancel
   EXPECT_EQ(out->attempts, 1u);
 }
 
+// ---- dead letters, quarantine, retention ---------------------------------------
+
+TEST(DeadLetterTest, FailedTasksAreListedOldestFirstAndCanBeRequeued) {
+  TestSegment seg("dead-requeue");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto w = seg.worker({}, false);
+  bool heal = false;
+  ASSERT_TRUE(w->register_handler("sick", [&](TaskContext& ctx) {
+                 if (!heal) return ctx.fail("still sick: " + std::string(ctx.payload()));
+                 ctx.set_result("healed");
+               }).is_ok());
+  SubmitOptions detached = attempts(1);
+  detached.detached = true;
+  auto first = seg.client().submit("sick", "1", detached);
+  ASSERT_TRUE(first.is_ok());
+  ASSERT_TRUE(w->run_tasks(1).is_ok());
+  auto second = seg.client().submit("sick", "2", attempts(1));
+  ASSERT_TRUE(second.is_ok());
+  ASSERT_TRUE(w->run_tasks(1).is_ok());
+  auto dead = seg.client().dead_letters();
+  ASSERT_TRUE(dead.is_ok());
+  ASSERT_EQ(dead->size(), 2u);
+  EXPECT_EQ((*dead)[0].id, *first);
+  EXPECT_EQ((*dead)[0].value, "still sick: 1");
+  EXPECT_EQ((*dead)[1].id, *second);
+  EXPECT_EQ(seg.client().dead_letters(1)->size(), 1u);
+
+  heal = true;
+  ASSERT_TRUE(seg.client().requeue(*first).is_ok());
+  EXPECT_EQ(seg.client().requeue(*first).code(), StatusCode::kFailedPrecondition);  // pending now
+  ASSERT_TRUE(w->run_tasks(1).is_ok());
+  auto out = seg.client().wait(*first, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kSucceeded);
+  EXPECT_EQ(out->value, "healed");
+  EXPECT_EQ(out->attempts, 1u);  // fresh attempts
+  EXPECT_EQ(seg.client().dead_letters()->size(), 1u);
+  EXPECT_EQ(seg.client().requeue(TaskId::make(0, 12345)).code(), StatusCode::kNotFound);
+}
+
+TEST(DeadLetterTest, TaskThatKeepsCrashingItsWorkersIsQuarantined) {
+  TestSegment seg("dead-poison");
+  ASSERT_TRUE(seg.status().is_ok());
+  SubmitOptions o = attempts(10);
+  o.max_crashes = 2;
+  auto id = seg.client().submit("block", "", o);
+  ASSERT_TRUE(id.is_ok());
+  for (int crash = 1; crash <= 2; ++crash) {
+    const pid_t child = fork_blocking_worker(seg.name());
+    ASSERT_TRUE(running(seg.client(), *id)) << crash;
+    const int status = kill_and_reap(child);
+    ASSERT_TRUE(worker_exited(seg.name(), static_cast<std::uint32_t>(child), status).is_ok());
+  }
+  auto out = seg.client().wait(*id, kHangTimeoutNs);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->state, TaskState::kFailed);
+  EXPECT_EQ(out->crashes, 2u);
+  EXPECT_EQ(out->attempts, 2u);  // 8 attempts left, not used
+  EXPECT_NE(out->value.find("quarantined after 2 crashes"), std::string::npos) << out->value;
+}
+
+TEST(RetentionTest, UnreadResultIsFreedOnceItsRetentionPasses) {
+  EngineConfig c = small_config();
+  c.result_ttl_ns = 1'000'000'000;  // long enough that a loaded machine reaches the first check in time
+  TestSegment seg("retention", c);
+  ASSERT_TRUE(seg.status().is_ok());
+  auto id = seg.client().submit("echo", "forgotten");
+  ASSERT_TRUE(id.is_ok());
+  auto w = seg.worker();
+  ASSERT_TRUE(w->run_tasks(1).is_ok());
+  RecoverOptions o;
+  o.audit = false;
+  o.relink_free_slots = false;
+  EXPECT_EQ(recover(seg.name(), o)->results_expired, 0u);  // still within its retention
+  std::this_thread::sleep_for(1100ms);
+  EXPECT_EQ(recover(seg.name(), o)->results_expired, 1u);
+  EXPECT_EQ(seg.client().wait(*id, 0).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(seg.free_slots(), seg.config().slots);
+}
+
 // ---- drain -------------------------------------------------------------------
 
 TEST(DrainTest, WorkersAttachedBeforeADrainReturnAndLaterOnesRun) {

@@ -593,8 +593,16 @@ TEST_F(StateMachineTest, DetachedTaskRunsAndIsFreedOnCompletion) {
   ASSERT_TRUE(w->run_tasks(2).is_ok());
   EXPECT_EQ(w->stats().succeeded, 1u);
   EXPECT_EQ(w->stats().failed, 1u);
-  EXPECT_EQ(seg_.free_slots(), slots());
+  // The success is freed at once; the failure stays as a dead letter.
+  EXPECT_EQ(seg_.free_slots(), slots() - 1);
   EXPECT_EQ(client().peek(*ok).status().code(), StatusCode::kNotFound);
+  auto dead = client().dead_letters();
+  ASSERT_TRUE(dead.is_ok());
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].id, *bad);
+  EXPECT_EQ((*dead)[0].value, "and forget");
+  ASSERT_TRUE(client().release(*bad).is_ok());  // purge
+  EXPECT_EQ(seg_.free_slots(), slots());
 }
 
 TEST_F(StateMachineTest, DetachedPendingTaskCancelledIsFreedWhenPopped) {

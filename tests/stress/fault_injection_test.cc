@@ -446,6 +446,7 @@ int fi_producer(const Oracle& o, const std::string& segment, const ProducerArgs&
   std::mt19937_64 rng(a.seed);
   SubmitOptions so;
   so.max_attempts = kMaxAttempts;
+  so.max_crashes = kMaxAttempts;  // a task unlucky enough to be hit by several kills is no poison
   so.timeout_ns = 30'000'000'000;  // a full segment for 30 s is a failure, not a hang
   std::uint64_t produced = 0;
   std::vector<std::string> payloads;

@@ -6,6 +6,7 @@
 // several processes may use one segment at once.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -80,6 +81,18 @@ class Client {
   // Gives up interest in `id`: its slot is freed as soon as it finishes (or
   // now, if it has). Errors: kNotFound.
   Status release(TaskId id);
+
+  // The dead-letter queue: tasks that failed for good (attempts used up,
+  // quarantined after crashes, or a last attempt that timed out) and are
+  // still in the segment, because nobody read them yet or because they were
+  // detached (a failed detached task is kept, not freed). Oldest failure
+  // first, at most `limit`. Each stays until read (wait/try_get), requeued,
+  // released, or the segment's result retention passes. Reads every slot.
+  Result<std::vector<TaskInfo>> dead_letters(std::size_t limit = SIZE_MAX) const;
+  // Puts a dead letter back in its queue with fresh attempts, under the
+  // same id; its last error stays visible until the next attempt ends.
+  // Errors: kNotFound; kFailedPrecondition (the task is not failed).
+  Status requeue(TaskId id);
 
   // Names of the segment's queues, in creation order.
   std::vector<std::string> queues() const;

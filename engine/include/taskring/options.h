@@ -23,6 +23,10 @@ struct EngineConfig {
   std::uint32_t max_workers = 64;           // worker registry entries, 1..254
   std::uint32_t deque_capacity = 256;       // per-worker claimed-task deque; power of two
   unsigned mode = 0600;                     // file mode of the segment
+  // How long a finished task's outcome is kept for a reader before its slot
+  // is freed anyway (measured from its finish); 0: until it is read. Tasks
+  // that failed for good (the dead letters) are kept as long.
+  std::uint64_t result_ttl_ns = 3'600'000'000'000;
 
   // Checks every field; the error names the field, the value and what is
   // accepted, e.g. "ring_capacity 3: must be a power of two between 64 and 16777216".
@@ -47,6 +51,10 @@ struct SubmitOptions {
   // failed attempt); 1..kMaxAttemptsLimit, or 0 for the handler's default
   // (HandlerOptions), else kDefaultMaxAttempts.
   std::uint32_t max_attempts = 0;
+  // Worker deaths while running it after which the task is quarantined (it
+  // fails for good, a dead letter, even with attempts left); 1..255, or 0
+  // for kDefaultMaxCrashes.
+  std::uint32_t max_crashes = 0;
   // Delayed start: the task waits in the segment (not in its queue) until
   // run_at_ns, a CLOCK_MONOTONIC time in nanoseconds (the clock of
   // std::chrono::steady_clock on Linux), or until delay_ns after the submit.

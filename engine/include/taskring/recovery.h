@@ -33,10 +33,11 @@ struct RecoveryReport {
   std::uint64_t lost_refs_dropped = 0;     // finished tasks whose last ring reference was lost (the audit)
   std::uint64_t reserved_slots_freed = 0;  // slots a dead producer had taken but not yet submitted
   std::uint64_t free_slots_relinked = 0;   // free slots missing from the free list (the idle audit)
+  std::uint64_t results_expired = 0;       // unread outcomes older than the segment's result_ttl_ns, freed
 
   std::uint64_t total() const noexcept {
     return workers_recovered + tasks_requeued + tasks_failed + deque_tasks_returned + lost_tasks_requeued +
-           lost_refs_dropped + reserved_slots_freed + free_slots_relinked;
+           lost_refs_dropped + reserved_slots_freed + free_slots_relinked + results_expired;
   }
   RecoveryReport& operator+=(const RecoveryReport& o) noexcept;
 };

@@ -79,6 +79,10 @@ struct ExitReason {
 // otherwise. A crash of the worker running it counts as a failed attempt.
 inline constexpr std::uint32_t kDefaultMaxAttempts = 3;
 inline constexpr std::uint32_t kMaxAttemptsLimit = 255;
+// Crashes (worker deaths while running it) after which a task is
+// quarantined, failing for good even with attempts left, unless its
+// submitter says otherwise (SubmitOptions::max_crashes).
+inline constexpr std::uint32_t kDefaultMaxCrashes = 3;
 
 // What a finished task hands back to the producer.
 struct TaskOutcome {
