@@ -573,7 +573,13 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     // The worker stores finish_ns just before its completion CAS, so only a
     // terminal word vouches for it.
     info.finish_ns = is_terminal(info.state) ? finish_time(*s, w, info.submit_ns, info.start_ns) : 0;
-    if (is_terminal(info.state)) racy_copy_result(e, *s, info.value);
+    if (is_terminal(info.state)) {
+      racy_copy_result(e, *s, info.value);
+    } else if (info.attempts > 0) {
+      // A retried task keeps its last error as its result until the next
+      // attempt ends (a crashed attempt's result is discarded: empty).
+      racy_copy_result(e, *s, info.last_error);
+    }
     // Seqlock-style check: if the word did not change, the copy is
     // consistent. The acquire fence keeps the field reads above from moving
     // after the re-read (an acquire load alone would not, on arm64).

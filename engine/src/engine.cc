@@ -316,19 +316,22 @@ bool Engine::read_bytes(const TaskSlot& s, bool result, std::string_view& out) c
   return true;
 }
 
+// Each block number is cleared before its block is released: a process
+// killed in between leaks the block, where the other order would let the
+// next recoverer or the slot's next owner release it a second time.
 void Engine::release_result(TaskSlot& s) noexcept {
-  if (s.result_block != kNoBlock) arena_.release(s.result_block);
+  const std::uint32_t block = s.result_block;
   s.result_block = kNoBlock;
   s.result_len = 0;
+  if (block != kNoBlock) arena_.release(block);
 }
 
 void Engine::release_blocks(TaskSlot& s) noexcept {
-  if (s.payload_block != kNoBlock) arena_.release(s.payload_block);
-  if (s.result_block != kNoBlock) arena_.release(s.result_block);
+  const std::uint32_t payload = s.payload_block;
   s.payload_block = kNoBlock;
-  s.result_block = kNoBlock;
   s.payload_len = 0;
-  s.result_len = 0;
+  if (payload != kNoBlock) arena_.release(payload);
+  release_result(s);
   // Relaxed: the next owner pops the slot from the free stack, whose push
   // releases these stores. Resetting here, on the side that just read them,
   // keeps submit from touching the worker's cache line (line 3).

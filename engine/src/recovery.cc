@@ -94,8 +94,9 @@ bool owner_dead(const WorkerEntry& w, std::uint64_t c) noexcept {
     return !ipc::process_running(claim_recoverer(c), 0);
   }
   const std::uint32_t pid = claim_pid(c);
-  // Relaxed: written by the owner at attach, before the claim was visible
-  // to us through the registry scan; a stale 0 only skips the reuse check.
+  // Relaxed: written by the owner right after its claim CAS; a reader that
+  // comes between sees the 0 the entry's release left, which only skips the
+  // reuse check (see Worker::attach).
   return pid != 0 && !ipc::process_running(pid, w.start_time.load(std::memory_order_relaxed));
 }
 

@@ -356,7 +356,6 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
     return false;
   }
   bump(me.counters[q][kCounterClaimed]);
-  me.current_slot.store(index, std::memory_order_relaxed);  // informative
   // A delayed task's start time has come; clear it so that a retry or the
   // slot's next task starts from no delay. Relaxed: we hold the task.
   if (s.run_at_ns.load(std::memory_order_relaxed) != 0) s.run_at_ns.store(0, std::memory_order_relaxed);
@@ -387,6 +386,10 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
       s.max_attempts = static_cast<std::uint8_t>(m != 0 ? m : kDefaultMaxAttempts);
     }
     arm_time_limit(s, start);
+    // Published only now: a watchdog that finds the slot here reads this
+    // attempt's deadline, not the previous one's. Relaxed: watchdogs
+    // re-check the state word before acting.
+    me.current_slot.store(index, std::memory_order_relaxed);
     if (last_handler_ == nullptr) {
       ctx_.fail("no handler for task '" + std::string(ctx_.task_name_) + "' in worker " + std::to_string(index_) +
                 " (pid " + std::to_string(ipc::current_pid()) + ")");

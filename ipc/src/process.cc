@@ -19,23 +19,39 @@ std::atomic<std::uint64_t> g_start_time{0};
 
 void reset_start_time_after_fork() { g_start_time.store(0, std::memory_order_relaxed); }
 
+// Reads /proc/PID/<file> into buf (NUL-terminated); false if unreadable.
+template <std::size_t N>
+bool read_proc_file(std::uint32_t pid, const char* file, char (&buf)[N]) noexcept {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%u/%s", pid, file);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n;
+  do {
+    n = read(fd, buf, N - 1);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  return true;
+}
+
+// A process whose main thread exited while others run shows as a zombie
+// in /proc/PID/stat; /proc/PID/status counts its threads.
+bool other_threads_run(std::uint32_t pid) noexcept {
+  char buf[4096];
+  if (!read_proc_file(pid, "status", buf)) return false;
+  const char* t = std::strstr(buf, "\nThreads:");
+  return t != nullptr && std::strtol(t + 9, nullptr, 10) > 1;
+}
+
 }  // namespace
 
 ProcessStat read_process_stat(std::uint32_t pid) noexcept {
   ProcessStat st;
   if (pid == 0) return st;
-  char path[32];
-  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  const int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return st;
   char buf[1024];
-  ssize_t n;
-  do {
-    n = read(fd, buf, sizeof buf - 1);
-  } while (n < 0 && errno == EINTR);
-  close(fd);
-  if (n <= 0) return st;
-  buf[n] = '\0';
+  if (!read_proc_file(pid, "stat", buf)) return st;
   // Field 2 (comm) is in parentheses and may hold spaces and ')': the
   // fields after it start after the last ')'.
   const char* p = std::strrchr(buf, ')');
@@ -78,7 +94,7 @@ bool process_running(std::uint32_t pid, std::uint64_t start_time) noexcept {
     // fall back to kill(2), which cannot tell a zombie or a reused pid.
     return access("/proc/self/stat", R_OK) != 0 && process_alive(pid);
   }
-  if (st.state == 'Z' || st.state == 'X') return false;
+  if ((st.state == 'Z' || st.state == 'X') && !other_threads_run(pid)) return false;
   return start_time == 0 || st.start_time == start_time;
 }
 

@@ -169,6 +169,27 @@ TEST(RetryBackoffTest, RetriesWaitAtLeastHalfTheirDoublingBackoff) {
   EXPECT_GE(starts[2] - starts[1], 20 * kMs);
 }
 
+TEST(RetryBackoffTest, TaskWaitingToRetryShowsItsLastErrorAndWhenItRuns) {
+  TestSegment seg("retry-peek");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto w = seg.worker({}, false);
+  HandlerOptions h;
+  h.retry_backoff_ns = 60'000'000'000;  // a minute: it is still waiting when we look
+  h.retry_backoff_max_ns = h.retry_backoff_ns;
+  ASSERT_TRUE(w->register_handler("flaky", [](TaskContext& ctx) { ctx.fail("first try failed"); }, h).is_ok());
+  auto id = seg.client().submit("flaky", "");
+  ASSERT_TRUE(id.is_ok());
+  ASSERT_TRUE(w->run_tasks(1).is_ok());
+  auto info = seg.client().peek(*id);
+  ASSERT_TRUE(info.is_ok());
+  EXPECT_EQ(info->state, TaskState::kPending);
+  EXPECT_EQ(info->attempts, 1u);
+  EXPECT_EQ(info->max_attempts, kDefaultMaxAttempts);
+  EXPECT_EQ(info->last_error, "first try failed");
+  EXPECT_GE(info->run_at_ns - info->start_ns, 30'000'000'000);  // the upper half of a minute
+  ASSERT_EQ(*seg.client().cancel(*id), CancelOutcome::kCancelled);
+}
+
 TEST(RetryBackoffTest, NegativeBackoffIsRejected) {
   TestSegment seg("retry-backoff-bad");
   ASSERT_TRUE(seg.status().is_ok());

@@ -119,6 +119,7 @@ struct TaskInfo {
   bool cancel_requested = false;
   std::uint32_t payload_bytes = 0;
   std::string value;       // result or error, for terminal states
+  std::string last_error;  // a pending or running task's previous attempt's error, if it failed
   std::int64_t submit_ns = 0;
   std::int64_t start_ns = 0;
   std::int64_t finish_ns = 0;  // 0 until the task is terminal
