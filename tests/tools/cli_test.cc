@@ -13,7 +13,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -127,6 +129,39 @@ std::string trim(std::string s) {
   return s;
 }
 
+// The private (anonymous) resident memory of process `pid`, as the
+// supervisor's --max-rss measures it: resident minus shared in statm.
+std::int64_t private_memory_bytes(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/statm").c_str(), "r");
+  if (f == nullptr) return -1;
+  unsigned long long size = 0, resident = 0, shared = 0;
+  const int n = std::fscanf(f, "%llu %llu %llu", &size, &resident, &shared);
+  std::fclose(f);
+  if (n != 3) return -1;
+  return static_cast<std::int64_t>(resident - shared) * sysconf(_SC_PAGESIZE);
+}
+
+// Polls `done` every 20 ms until it is true or `timeout` passed.
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 60s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return done();
+}
+
+// The pids of the "worker N (pid P) attached" lines in a worker's or a
+// supervisor's stderr.
+std::set<int> attached_pids(const std::string& err) {
+  std::set<int> pids;
+  const std::regex re("\\(pid ([0-9]+)\\) attached");
+  for (auto it = std::sregex_iterator(err.begin(), err.end(), re); it != std::sregex_iterator(); ++it) {
+    pids.insert(std::stoi((*it)[1]));
+  }
+  return pids;
+}
+
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -176,6 +211,29 @@ class CliTest : public ::testing::Test {
 
   nlohmann::json status_json() {
     const RunResult r = on_segment("status", {"--json"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  }
+
+  // The registered workers whose process exists.
+  std::vector<nlohmann::json> alive_workers() {
+    std::vector<nlohmann::json> out;
+    const nlohmann::json s = status_json();
+    if (!s.is_object()) return out;
+    for (const auto& w : s["workers"]) {
+      if (w["alive"] == true) out.push_back(w);
+    }
+    return out;
+  }
+
+  // Polls status until exactly `n` registered workers are alive.
+  bool wait_for_alive_workers(std::size_t n) {
+    return eventually([&] { return alive_workers().size() == n; });
+  }
+
+  // `get ID --keep --json`, parsed; a null document if it failed.
+  nlohmann::json peek_task(const std::string& id) {
+    const RunResult r = on_segment("get", {id, "--keep", "--json"});
     EXPECT_EQ(r.code, 0) << r.err;
     return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
   }
@@ -312,7 +370,7 @@ TEST_F(CliTest, VersionFlagPrintsVersion) {
 }
 
 TEST_F(CliTest, EveryCommandHasHelp) {
-  for (const char* cmd : {"init", "destroy", "status", "submit", "get", "cancel", "worker"}) {
+  for (const char* cmd : {"init", "destroy", "status", "drain", "recover", "submit", "get", "cancel", "worker"}) {
     const RunResult r = cli({cmd, "--help"});
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_THAT(r.out, HasSubstr("taskring " + std::string(cmd))) << cmd;
@@ -337,8 +395,8 @@ TEST_F(CliTest, InitStatusDestroyRoundTrip) {
   ASSERT_EQ(status.code, 0) << status.err;
   EXPECT_THAT(status.out, HasSubstr(segment_));
   EXPECT_THAT(status.out, HasSubstr("slots 256"));
-  EXPECT_TRUE(std::regex_search(status.out, std::regex("\nalpha +0 +0 +0 +0 +0 +0 +0 +0 +0\n"))) << status.out;
-  EXPECT_TRUE(std::regex_search(status.out, std::regex("\nbeta +0 +0 +0 +0 +0 +0 +0 +0 +0\n"))) << status.out;
+  EXPECT_TRUE(std::regex_search(status.out, std::regex("\nalpha +0 +0 +0 +0 +0 +0 +0 +0 +0 +0\n"))) << status.out;
+  EXPECT_TRUE(std::regex_search(status.out, std::regex("\nbeta +0 +0 +0 +0 +0 +0 +0 +0 +0 +0\n"))) << status.out;
   EXPECT_THAT(status.out, HasSubstr("no workers attached"));
 
   const RunResult destroyed = on_segment("destroy");
@@ -578,6 +636,401 @@ TEST_F(CliTest, DestroyStopsRunningWorker) {
   ASSERT_EQ(on_segment("destroy").code, 0);
   EXPECT_EQ(worker.wait(), 0) << worker.err();
   EXPECT_THAT(worker.err(), HasSubstr("segment is closing"));
+}
+
+// ---- task lifecycle: attempts, crashes, recovery ----
+
+TEST_F(CliTest, SubmitRejectsMaxAttemptsZero) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--max-attempts", "0"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--max-attempts"));
+  EXPECT_THAT(r.err, HasSubstr("'0'"));
+  EXPECT_THAT(r.err, HasSubstr("between 1 and 255"));
+  EXPECT_EQ(status_json()["queues"][0]["submitted"], 0);
+}
+
+TEST_F(CliTest, SubmitRejectsMaxAttemptsOverLimit) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--max-attempts", "256"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--max-attempts"));
+  EXPECT_THAT(r.err, HasSubstr("'256'"));
+}
+
+TEST_F(CliTest, GetShowsAttemptsOfMaxAttemptsAndNoCrash) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult submitted = on_segment("submit", {"--task", "echo", "--payload", "x", "--max-attempts", "5"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  Background worker(worker_args({"--tasks", "1"}));
+  ASSERT_EQ(worker.wait(), 0) << worker.err();
+
+  const nlohmann::json j = peek_task(id);
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["state"], "succeeded");
+  EXPECT_EQ(j["attempts"], 1);
+  EXPECT_EQ(j["max_attempts"], 5);
+  EXPECT_EQ(j["crashes"], 0);
+  EXPECT_TRUE(j["last_crash"].is_null()) << j.dump();
+
+  const RunResult text = on_segment("get", {id});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nattempts +1 of 5\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\ncrashes +0\n"))) << text.out;
+  EXPECT_THAT(text.out, ::testing::Not(HasSubstr("last crash")));
+}
+
+TEST_F(CliTest, RecoverOnIdleSegmentHasNothingToDo) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult text = on_segment("recover");
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("recovered segment '" + segment_ + "': nothing to do"));
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nrunning tasks requeued +0\n"))) << text.out;
+
+  const RunResult json = on_segment("recover", {"--json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  const nlohmann::json j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["segment"], segment_);
+  EXPECT_EQ(j["audit"], true);
+  EXPECT_EQ(j["total"], 0);
+  for (const char* key : {"workers_recovered", "tasks_requeued", "tasks_failed", "deque_tasks_returned",
+                          "reserved_slots_freed", "results_expired", "lost_tasks_requeued", "lost_refs_dropped",
+                          "free_slots_relinked"}) {
+    EXPECT_EQ(j[key], 0) << key;
+  }
+
+  const RunResult quick = on_segment("recover", {"--no-audit", "--json"});
+  ASSERT_EQ(quick.code, 0) << quick.err;
+  EXPECT_EQ(nlohmann::json::parse(quick.out)["audit"], false);
+}
+
+TEST_F(CliTest, RecoverOfMissingSegmentFails) {
+  const RunResult r = on_segment("recover");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("'" + segment_ + "'"));
+}
+
+TEST_F(CliTest, DrainOfMissingSegmentFails) {
+  const RunResult r = on_segment("drain");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("'" + segment_ + "'"));
+}
+
+TEST_F(CliTest, DrainStopsSingleWorker) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({}));
+  ASSERT_TRUE(wait_for_worker(worker.pid())) << worker.err();
+  const RunResult drained = on_segment("drain");
+  ASSERT_EQ(drained.code, 0) << drained.err;
+  EXPECT_THAT(drained.out, HasSubstr("drained segment '" + segment_ + "': 1 worker attached now"));
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+  EXPECT_THAT(worker.err(), HasSubstr("the segment was drained"));
+}
+
+// ---- worker --processes: flag validation ----
+
+TEST_F(CliTest, WorkerRejectsZeroProcesses) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--processes", "0"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--processes"));
+  EXPECT_THAT(r.err, HasSubstr("'0'"));
+  EXPECT_THAT(r.err, HasSubstr("between 1 and 254"));
+}
+
+TEST_F(CliTest, WorkerRejectsMoreProcessesThanRegistryEntries) {
+  ASSERT_EQ(init({"--max-workers", "2"}).code, 0);
+  const RunResult r = run_cli(worker_args({"--processes", "3"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--processes"));
+  EXPECT_THAT(r.err, HasSubstr("'3'"));
+  EXPECT_THAT(r.err, HasSubstr("--max-workers"));
+  EXPECT_TRUE(status_json()["workers"].empty()) << "nothing may start";
+}
+
+TEST_F(CliTest, WorkerRejectsMaxTasksPerChildWithoutProcesses) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--max-tasks-per-child", "10"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--max-tasks-per-child"));
+  EXPECT_THAT(r.err, HasSubstr("--processes"));
+}
+
+TEST_F(CliTest, WorkerRejectsZeroMaxTasksPerChild) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--processes", "1", "--max-tasks-per-child", "0"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--max-tasks-per-child"));
+  EXPECT_THAT(r.err, HasSubstr("'0'"));
+}
+
+TEST_F(CliTest, WorkerRejectsMaxRssWithoutProcesses) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--max-rss", "512"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--max-rss"));
+  EXPECT_THAT(r.err, HasSubstr("--processes"));
+}
+
+TEST_F(CliTest, WorkerRejectsNoWatchdogWithoutProcesses) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--no-watchdog"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--no-watchdog"));
+  EXPECT_THAT(r.err, HasSubstr("--processes"));
+}
+
+TEST_F(CliTest, WorkerRejectsMaxRssWithUnit) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--processes", "1", "--max-rss", "512M"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--max-rss"));
+  EXPECT_THAT(r.err, HasSubstr("'512M'"));
+}
+
+TEST_F(CliTest, WorkerRejectsTasksWithProcesses) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--processes", "2", "--tasks", "5"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--tasks"));
+  EXPECT_THAT(r.err, HasSubstr("--processes"));
+}
+
+TEST_F(CliTest, WorkerRejectsCpuListWithoutProcesses) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--cpu", "0,0"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--cpu"));
+  EXPECT_THAT(r.err, HasSubstr("'0,0'"));
+  EXPECT_THAT(r.err, HasSubstr("--processes"));
+  EXPECT_TRUE(status_json()["workers"].empty());
+}
+
+TEST_F(CliTest, WorkerRejectsCpuListWithJunkEntry) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--processes", "2", "--cpu", "0,x"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--cpu"));
+  EXPECT_THAT(r.err, HasSubstr("'0,x'"));
+  EXPECT_THAT(r.err, HasSubstr("'x'"));
+}
+
+TEST_F(CliTest, WorkerRejectsCpuListEntryOverCpuCount) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--processes", "2", "--cpu", "0,100000"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--cpu"));
+  EXPECT_THAT(r.err, HasSubstr("cpu 100000"));
+  EXPECT_TRUE(status_json()["workers"].empty()) << "nothing may start";
+}
+
+TEST_F(CliTest, SupervisorOfMissingSegmentFails) {
+  const RunResult r = run_cli(worker_args({"--processes", "2"}));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("'" + segment_ + "'"));
+}
+
+TEST_F(CliTest, SupervisorExitsWithFirstWorkersUsageError) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = run_cli(worker_args({"--processes", "2", "--queues", "nope"}));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("'nope'"));
+  EXPECT_THAT(r.err, HasSubstr("before it was ready"));
+  EXPECT_EQ(attached_pids(r.err).size(), 0u) << r.err;
+}
+
+// ---- worker --processes: supervision ----
+
+TEST_F(CliTest, SupervisorRunsWorkersThatProcessTasks) {
+  ASSERT_EQ(init().code, 0);
+  Background supervisor(worker_args({"--processes", "2", "--cpu", "0,0"}));
+  // A worker records its CPU when it starts running, just after it registers.
+  ASSERT_TRUE(eventually([&] {
+    const std::vector<nlohmann::json> alive = alive_workers();
+    return alive.size() == 2 && alive[0]["cpu"] == 0 && alive[1]["cpu"] == 0;
+  })) << supervisor.err();
+  for (const nlohmann::json& w : alive_workers()) {
+    EXPECT_NE(w["pid"], supervisor.pid()) << "the supervisor itself is no worker";
+  }
+
+  const RunResult r = on_segment("submit", {"--task", "echo", "--count", "40", "--wait", "--quiet"});
+  ASSERT_EQ(r.code, 0) << r.err << supervisor.err();
+  EXPECT_THAT(r.out, HasSubstr("40 tasks: 40 succeeded"));
+  EXPECT_EQ(attached_pids(supervisor.err()).size(), 2u) << supervisor.err();
+
+  ASSERT_EQ(kill(supervisor.pid(), SIGTERM), 0);
+  EXPECT_EQ(supervisor.wait(), 0) << supervisor.err();
+}
+
+TEST_F(CliTest, SupervisorStopsEveryWorkerOnSigterm) {
+  ASSERT_EQ(init().code, 0);
+  Background supervisor(worker_args({"--processes", "2", "--no-watchdog"}));
+  ASSERT_TRUE(wait_for_alive_workers(2)) << supervisor.err();
+  ASSERT_EQ(kill(supervisor.pid(), SIGTERM), 0);
+  EXPECT_EQ(supervisor.wait(), 0) << supervisor.err();
+  const std::string err = supervisor.err();
+  EXPECT_THAT(err, HasSubstr("no watchdog"));
+  EXPECT_THAT(err, HasSubstr("supervisor: stopped by SIGTERM"));
+  // Each child says how it stopped: the supervisor forwarded the signal.
+  const std::regex stopped("worker [0-9]+: claimed [^\n]*stopped by SIGTERM\n");
+  EXPECT_EQ(std::distance(std::sregex_iterator(err.begin(), err.end(), stopped), std::sregex_iterator()), 2) << err;
+  EXPECT_TRUE(status_json()["workers"].empty()) << "every worker deregistered";
+}
+
+TEST_F(CliTest, SupervisorReplacesKilledWorkerAndItsTaskCompletes) {
+  ASSERT_EQ(init().code, 0);
+  Background supervisor(worker_args({"--processes", "2"}));
+  ASSERT_TRUE(wait_for_alive_workers(2)) << supervisor.err();
+
+  // A task long enough to be running when its worker is killed.
+  const RunResult submitted = on_segment("submit", {"--task", "sleep", "--payload", "3000"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  int owner = -1;
+  ASSERT_TRUE(eventually([&] {
+    const nlohmann::json t = peek_task(id);
+    if (!t.is_object() || t["state"] != "running") return false;
+    owner = t["owner_worker"];
+    return owner >= 0;
+  })) << supervisor.err();
+  int victim = 0;
+  const nlohmann::json status = status_json();
+  for (const nlohmann::json& w : status["workers"]) {
+    if (w["index"] == owner) victim = w["pid"];
+  }
+  ASSERT_GT(victim, 0) << "no registered worker has index " << owner;
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+
+  // The task is put back and run again, to success.
+  nlohmann::json done;
+  ASSERT_TRUE(eventually(
+      [&] {
+        done = peek_task(id);
+        return done.is_object() && done["state"] != "pending" && done["state"] != "running";
+      },
+      120s))
+      << supervisor.err();
+  EXPECT_EQ(done["state"], "succeeded") << done.dump();
+  EXPECT_EQ(done["attempts"], 2) << done.dump();
+  EXPECT_EQ(done["crashes"], 1) << done.dump();
+  EXPECT_EQ(done["last_crash"]["pid"], victim) << done.dump();
+  EXPECT_EQ(done["last_crash"]["kind"], "signaled") << done.dump();
+  EXPECT_EQ(done["last_crash"]["code"], SIGKILL) << done.dump();
+  EXPECT_THAT(done["last_crash"]["description"].get<std::string>(), HasSubstr("SIGKILL"));
+
+  // get in text says the same.
+  const RunResult text = on_segment("get", {id});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\ncrashes +1\n"))) << text.out;
+  EXPECT_THAT(text.out, HasSubstr("last crash pid " + std::to_string(victim) + ": killed by signal 9 (SIGKILL)"));
+
+  // The supervisor reported the death and started a replacement.
+  EXPECT_TRUE(eventually([&] {
+    const std::vector<nlohmann::json> alive = alive_workers();
+    return alive.size() == 2 && alive[0]["pid"] != victim && alive[1]["pid"] != victim;
+  })) << supervisor.err();
+  const std::string err = supervisor.err();
+  EXPECT_THAT(err, HasSubstr("worker pid " + std::to_string(victim)));
+  EXPECT_THAT(err, HasSubstr("killed by signal 9 (SIGKILL)"));
+  EXPECT_THAT(err, HasSubstr("starting a replacement"));
+  EXPECT_EQ(attached_pids(err).size(), 3u) << err;
+
+  ASSERT_EQ(kill(supervisor.pid(), SIGTERM), 0);
+  EXPECT_EQ(supervisor.wait(), 0) << supervisor.err();
+}
+
+TEST_F(CliTest, SupervisorExitsAfterDrain) {
+  ASSERT_EQ(init().code, 0);
+  Background supervisor(worker_args({"--processes", "2"}));
+  ASSERT_TRUE(wait_for_alive_workers(2)) << supervisor.err();
+  const RunResult drained = on_segment("drain");
+  ASSERT_EQ(drained.code, 0) << drained.err;
+  EXPECT_THAT(drained.out, HasSubstr("2 workers attached now"));
+  EXPECT_EQ(supervisor.wait(), 0) << supervisor.err();
+  const std::string err = supervisor.err();
+  EXPECT_THAT(err, HasSubstr("supervisor: the segment was drained"));
+  EXPECT_EQ(attached_pids(err).size(), 2u) << "drained workers are not replaced: " << err;
+  EXPECT_TRUE(status_json()["workers"].empty());
+}
+
+TEST_F(CliTest, SupervisorRecyclesWorkersAfterMaxTasksPerChild) {
+  ASSERT_EQ(init().code, 0);
+  Background supervisor(worker_args({"--processes", "1", "--max-tasks-per-child", "1"}));
+  for (int i = 0; i < 3; ++i) {
+    const RunResult r = on_segment("submit", {"--task", "echo", "--payload", std::to_string(i), "--wait"});
+    ASSERT_EQ(r.code, 0) << r.err << supervisor.err();
+    EXPECT_TRUE(is_result_line(trim(r.out), "succeeded", std::to_string(i)));
+  }
+  // Each task was the whole life of one worker process.
+  EXPECT_TRUE(eventually([&] { return attached_pids(supervisor.err()).size() >= 4; })) << supervisor.err();
+  EXPECT_THAT(supervisor.err(), HasSubstr("processed --max-tasks-per-child 1"));
+  ASSERT_EQ(kill(supervisor.pid(), SIGTERM), 0);
+  EXPECT_EQ(supervisor.wait(), 0) << supervisor.err();
+  EXPECT_THAT(supervisor.err(), HasSubstr("3 recycled"));
+}
+
+TEST_F(CliTest, SupervisorGivesUpWhenWorkersKeepFailingAtStartup) {
+  // Two registry entries: an outside worker takes one, the supervisor's
+  // first child the other, and its second child can never attach.
+  ASSERT_EQ(init({"--max-workers", "2"}).code, 0);
+  Background outsider(worker_args({}));
+  ASSERT_TRUE(wait_for_worker(outsider.pid())) << outsider.err();
+  const RunResult r = run_cli(worker_args({"--processes", "2"}), 120s);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("registry"));
+  EXPECT_THAT(r.err, HasSubstr("keep failing at start-up"));
+  EXPECT_THAT(r.err, HasSubstr("supervisor: gave up"));
+  // The child that did start was stopped, the outsider left alone.
+  const std::vector<nlohmann::json> alive = alive_workers();
+  ASSERT_EQ(alive.size(), 1u);
+  EXPECT_EQ(alive[0]["pid"], outsider.pid());
+}
+
+TEST_F(CliTest, SupervisorReplacesWorkerOverMaxRss) {
+  // Room for one 8 MiB payload and its 8 MiB echo.
+  ASSERT_EQ(init({"--max-payload", "8M", "--payload-area", "32M"}).code, 0);
+  // What an idle worker uses depends on the build (sanitizers add much), so
+  // the limit is set a few MiB above one measured here.
+  std::int64_t idle_bytes = -1;
+  {
+    Background probe(worker_args({}));
+    ASSERT_TRUE(wait_for_worker(probe.pid())) << probe.err();
+    idle_bytes = private_memory_bytes(probe.pid());
+    ASSERT_EQ(kill(probe.pid(), SIGTERM), 0);
+    ASSERT_EQ(probe.wait(), 0) << probe.err();
+  }
+  ASSERT_GT(idle_bytes, 0);
+  const std::int64_t limit_mib = idle_bytes / (1 << 20) + 4;
+
+  Background supervisor(worker_args({"--processes", "1", "--max-rss", std::to_string(limit_mib)}));
+  ASSERT_TRUE(wait_for_alive_workers(1)) << supervisor.err();
+  const int first = alive_workers().at(0)["pid"];
+  // echo copies the payload into its result buffer, which the worker keeps
+  // for its next task: 8 MiB more private memory, past the limit.
+  const std::string path = ::testing::TempDir() + segment_ + ".payload";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    const std::string chunk(1 << 20, 'x');
+    for (int i = 0; i < 8; ++i) std::fwrite(chunk.data(), 1, chunk.size(), f);
+    std::fclose(f);
+  }
+  const RunResult r = on_segment("submit", {"--task", "echo", "--payload-file", path, "--wait", "--quiet"});
+  std::remove(path.c_str());
+  ASSERT_EQ(r.code, 0) << r.err << supervisor.err();
+
+  EXPECT_TRUE(eventually([&] {
+    const std::vector<nlohmann::json> alive = alive_workers();
+    return alive.size() == 1 && alive[0]["pid"] != first;
+  })) << supervisor.err();
+  const std::string err = supervisor.err();
+  EXPECT_THAT(err, HasSubstr("worker pid " + std::to_string(first) + " uses"));
+  EXPECT_THAT(err, HasSubstr("over --max-rss " + std::to_string(limit_mib) + " MiB"));
+  EXPECT_EQ(attached_pids(err).size(), 2u) << err;
+  ASSERT_EQ(kill(supervisor.pid(), SIGTERM), 0);
+  EXPECT_EQ(supervisor.wait(), 0) << supervisor.err();
+  EXPECT_THAT(supervisor.err(), HasSubstr("1 stopped over --max-rss"));
 }
 
 }  // namespace

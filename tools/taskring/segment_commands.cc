@@ -12,6 +12,7 @@
 #include "table.h"
 #include "taskring/admin.h"
 #include "taskring/options.h"
+#include "taskring/recovery.h"
 #include "taskring/status.h"
 
 namespace taskring::cli {
@@ -90,6 +91,75 @@ int run_destroy(const std::string& segment) {
   return kExitOk;
 }
 
+int run_drain(const std::string& segment) {
+  // Counted first, for the message: the workers a drain reaches are those
+  // attached when it is made.
+  Result<SegmentSnapshot> before = read_snapshot(segment);
+  if (const Status s = drain_segment(segment); !s.is_ok()) return report(s, "drain");
+  std::string who = "the workers attached now";
+  if (before.is_ok()) {
+    std::size_t n = 0;
+    for (const WorkerSnapshot& w : before->workers) {
+      if (w.alive && w.state != WorkerState::kStopped) ++n;
+    }
+    who = std::to_string(n) + (n == 1 ? " worker attached now" : " workers attached now");
+  }
+  std::printf("drained segment '%s': %s stop claiming, finish their running task and exit; pending tasks stay "
+              "queued, and workers that attach later run normally\n",
+              segment.c_str(), who.c_str());
+  return kExitOk;
+}
+
+struct RecoverCommand {
+  std::string segment;
+  bool no_audit = false;
+  bool json = false;
+};
+
+int run_recover(const RecoverCommand& o) {
+  RecoverOptions options;
+  options.audit = !o.no_audit;
+  options.relink_free_slots = !o.no_audit;
+  Result<RecoveryReport> recovered = recover(o.segment, options);
+  if (!recovered) return report(recovered.status(), "recover");
+  const RecoveryReport& r = *recovered;
+  struct Row {
+    const char* key;    // the JSON key, the RecoveryReport field
+    const char* label;  // the text table's
+    std::uint64_t value;
+    bool audit;         // found only by the audits
+  };
+  const Row rows[] = {
+      {"workers_recovered", "dead workers settled", r.workers_recovered, false},
+      {"tasks_requeued", "running tasks requeued", r.tasks_requeued, false},
+      {"tasks_failed", "running tasks failed for good", r.tasks_failed, false},
+      {"deque_tasks_returned", "claimed tasks returned to their queues", r.deque_tasks_returned, false},
+      {"reserved_slots_freed", "half-submitted slots freed", r.reserved_slots_freed, false},
+      {"results_expired", "unread results expired", r.results_expired, false},
+      {"lost_tasks_requeued", "lost pending tasks requeued (audit)", r.lost_tasks_requeued, true},
+      {"lost_refs_dropped", "lost ring references dropped (audit)", r.lost_refs_dropped, true},
+      {"free_slots_relinked", "free slots relinked (audit)", r.free_slots_relinked, true},
+  };
+  if (o.json) {
+    nlohmann::ordered_json doc = {{"segment", o.segment}, {"audit", !o.no_audit}};
+    for (const Row& row : rows) doc[row.key] = row.value;
+    doc["total"] = r.total();
+    const std::string text = doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+    std::fputs(text.c_str(), stdout);
+    return kExitOk;
+  }
+  std::string out = "recovered segment '" + o.segment + "': ";
+  out += r.total() == 0 ? std::string("nothing to do") : std::to_string(r.total()) + " repairs";
+  out += o.no_audit ? " (audits skipped: --no-audit)\n\n" : "\n\n";
+  Table table({"WHAT", "COUNT"}, "lr");
+  for (const Row& row : rows) {
+    table.add({row.label, row.audit && o.no_audit ? "-" : std::to_string(row.value)});
+  }
+  out += table.render();
+  std::fputs(out.c_str(), stdout);
+  return kExitOk;
+}
+
 std::string cpu_text(int cpu) { return cpu < 0 ? "-" : std::to_string(cpu); }
 
 nlohmann::ordered_json snapshot_json(const SegmentSnapshot& s) {
@@ -111,7 +181,8 @@ nlohmann::ordered_json snapshot_json(const SegmentSnapshot& s) {
                       {"claimed", q.claimed},
                       {"succeeded", q.succeeded},
                       {"failed", q.failed},
-                      {"cancelled", q.cancelled}});
+                      {"cancelled", q.cancelled},
+                      {"retried", q.retried}});
   }
   json workers = json::array();
   for (const WorkerSnapshot& w : s.workers) {
@@ -127,6 +198,7 @@ nlohmann::ordered_json snapshot_json(const SegmentSnapshot& s) {
                        {"succeeded", w.succeeded},
                        {"failed", w.failed},
                        {"cancelled", w.cancelled},
+                       {"retried", w.retried},
                        {"stolen", w.stolen},
                        {"parks", w.parks}});
   }
@@ -149,6 +221,10 @@ nlohmann::ordered_json snapshot_json(const SegmentSnapshot& s) {
           {"tasks", tasks},
           {"free_slots", s.free_slots},
           {"payload_area_used_bytes", s.payload_area_used_bytes},
+          {"recovery",
+           {{"workers_recovered", s.workers_recovered},
+            {"tasks_recovered", s.tasks_recovered},
+            {"lost_tasks_found", s.lost_tasks_found}}},
           {"queues", queues},
           {"workers", workers}};
 }
@@ -168,15 +244,19 @@ void print_snapshot(const SegmentSnapshot& s) {
   }
   out += "; free slots " + std::to_string(s.free_slots) + "\n";
   out += "payloads   " + format_bytes(s.payload_area_used_bytes) + " of " + format_bytes(s.config.payload_area) +
-         " in use\n\n";
+         " in use\n";
+  out += "recovery   dead workers " + std::to_string(s.workers_recovered) +
+         ", their running tasks requeued or failed " + std::to_string(s.tasks_recovered) +
+         ", lost tasks found by the audit " + std::to_string(s.lost_tasks_found) + "\n\n";
 
   Table queues({"QUEUE", "CRITICAL", "HIGH", "NORMAL", "LOW", "SUBMITTED", "CLAIMED", "SUCCEEDED", "FAILED",
-                "CANCELLED"},
-               "lrrrrrrrrr");
+                "CANCELLED", "RETRIED"},
+               "lrrrrrrrrrr");
   for (const QueueSnapshot& q : s.queues) {
     queues.add({q.name, std::to_string(q.depth[0]), std::to_string(q.depth[1]), std::to_string(q.depth[2]),
                 std::to_string(q.depth[3]), std::to_string(q.submitted), std::to_string(q.claimed),
-                std::to_string(q.succeeded), std::to_string(q.failed), std::to_string(q.cancelled)});
+                std::to_string(q.succeeded), std::to_string(q.failed), std::to_string(q.cancelled),
+                std::to_string(q.retried)});
   }
   out += queues.render();
   out += "\n";
@@ -185,14 +265,15 @@ void print_snapshot(const SegmentSnapshot& s) {
     out += "no workers attached\n";
   } else {
     Table workers({"WORKER", "PID", "CPU", "STATE", "ALIVE", "HEARTBEAT", "DEQUE", "CLAIMED", "SUCCEEDED",
-                   "FAILED", "CANCELLED", "STOLEN", "PARKS", "QUEUES"},
-                  "rrrllrrrrrrrrl");
+                   "FAILED", "CANCELLED", "RETRIED", "STOLEN", "PARKS", "QUEUES"},
+                  "rrrllrrrrrrrrrl");
     for (const WorkerSnapshot& w : s.workers) {
       workers.add({std::to_string(w.index), std::to_string(w.pid), cpu_text(w.cpu),
                    std::string(worker_state_name(w.state)), w.alive ? "yes" : "no",
                    format_duration_ns(w.heartbeat_age_ns), std::to_string(w.deque_depth),
                    std::to_string(w.claimed), std::to_string(w.succeeded), std::to_string(w.failed),
-                   std::to_string(w.cancelled), std::to_string(w.stolen), std::to_string(w.parks),
+                   std::to_string(w.cancelled), std::to_string(w.retried), std::to_string(w.stolen),
+                   std::to_string(w.parks),
                    w.queues.empty() ? "(all)" : join(w.queues, ",")});
     }
     out += workers.render();
@@ -260,6 +341,26 @@ void add_segment_commands(CLI::App& app, Action& action) {
     add_segment_option(sub, *segment);
     sub->add_flag("--json", *json, "Print one JSON document instead of tables");
     sub->callback([&action, segment, json] { action = [segment, json] { return run_status(*segment, *json); }; });
+  }
+  {
+    auto segment = std::make_shared<std::string>();
+    CLI::App* sub = app.add_subcommand(
+        "drain",
+        "Tell the workers attached now to stop claiming, finish their running task and exit (those attached later "
+        "run normally)");
+    add_segment_option(sub, *segment);
+    sub->callback([&action, segment] { action = [segment] { return run_drain(*segment); }; });
+  }
+  {
+    auto o = std::make_shared<RecoverCommand>();
+    CLI::App* sub = app.add_subcommand(
+        "recover",
+        "Put back what dead processes held: requeue their tasks, free half-submitted slots; audit for lost tasks");
+    add_segment_option(sub, o->segment);
+    sub->add_flag("--no-audit", o->no_audit,
+                  "Skip the audits of every slot and ring (lost tasks, lost references, unlinked free slots)");
+    sub->add_flag("--json", o->json, "Print one JSON document instead of a table");
+    sub->callback([&action, o] { action = [o] { return run_recover(*o); }; });
   }
 }
 

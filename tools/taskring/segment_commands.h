@@ -1,6 +1,7 @@
 // The segment commands of the taskring CLI: init (create a segment),
-// destroy (close and remove it) and status (a read-only snapshot, as a table
-// or one JSON document).
+// destroy (close and remove it), status (a read-only snapshot, as a table
+// or one JSON document), drain (the attached workers finish and exit) and
+// recover (put back what dead processes held).
 //
 // Thread safety: single-threaded, like the rest of the CLI.
 #pragma once
@@ -11,9 +12,9 @@
 
 namespace taskring::cli {
 
-// Adds the init, destroy and status subcommands to `app`. When one of them
-// is parsed, its callback stores what to run in `action`, which must outlive
-// parsing.
+// Adds the init, destroy, status, drain and recover subcommands to `app`.
+// When one of them is parsed, its callback stores what to run in `action`,
+// which must outlive parsing.
 void add_segment_commands(CLI::App& app, Action& action);
 
 }  // namespace taskring::cli

@@ -31,6 +31,7 @@ struct SubmitCommand {
   std::uint64_t count = 1;
   std::uint32_t batch = 64;
   std::int64_t timeout_ns = -1;  // < 0: no limit
+  std::uint32_t max_attempts = 0;  // 0: the handler's default, else kDefaultMaxAttempts
   bool wait = false;
   bool no_block = false;
   bool quiet = false;
@@ -64,6 +65,19 @@ class Output {
  private:
   std::string buffer_;
 };
+
+// "pid 1234: killed by signal 9 (SIGKILL)".
+std::string crash_text(std::uint32_t pid, const ExitReason& reason) {
+  return (pid != 0 ? "pid " + std::to_string(pid) : std::string("an unknown process")) + ": " + reason.describe();
+}
+
+nlohmann::ordered_json crash_json(std::uint32_t crashes, std::uint32_t pid, const ExitReason& reason) {
+  if (crashes == 0) return nullptr;
+  const char* kind = reason.kind == ExitReason::Kind::kExited     ? "exited"
+                     : reason.kind == ExitReason::Kind::kSignaled ? "signaled"
+                                                                  : "unknown";
+  return {{"pid", pid}, {"kind", kind}, {"code", reason.code}, {"description", reason.describe()}};
+}
 
 std::string rate_text(std::uint64_t tasks, std::int64_t elapsed_ns) {
   char buf[96];
@@ -104,6 +118,16 @@ class ResultCollector {
       std::string line = to_string(o.id) + " " + std::string(state_name(o.state));
       if (!o.value.empty()) line += " " + escape_value(o.value);
       out_.line(line);
+      // The result line keeps its format; worker crashes the task lived
+      // through are told on stderr.
+      if (o.crashes != 0) {
+        out_.flush();  // the note follows its result line on a shared terminal
+        const std::string note = "note: task " + to_string(o.id) + " ran " + std::to_string(o.attempts) +
+                                 (o.attempts == 1 ? " time" : " times") + ", through " +
+                                 std::to_string(o.crashes) + (o.crashes == 1 ? " worker crash" : " worker crashes") +
+                                 " (last: " + crash_text(o.last_crash_pid, o.last_crash) + ")\n";
+        std::fputs(note.c_str(), stderr);
+      }
     }
   }
 
@@ -174,6 +198,7 @@ int run_submit(SubmitCommand& o) {
   options.priority = o.priority;
   options.on_full = o.no_block ? FullPolicy::kFail : FullPolicy::kWait;
   options.detached = o.detach;
+  options.max_attempts = o.max_attempts;
 
   // With --wait, results are read while submitting so that this command
   // never holds more than half the slots with unread results: otherwise a
@@ -237,7 +262,11 @@ int run_submit(SubmitCommand& o) {
     if (submit_error.code() == StatusCode::kInvalidArgument && submitted == 0) {
       const std::string_view flag = flag_for_message(
           submit_error.message(),
-          {{"task name", "--task"}, {"payload", "--payload"}, {"queue", "--queue"}, {"priority", "--priority"}},
+          {{"task name", "--task"},
+           {"payload", "--payload"},
+           {"queue", "--queue"},
+           {"priority", "--priority"},
+           {"max_attempts", "--max-attempts"}},
           "submit");
       return report(submit_error, flag, "run 'taskring status --segment " + o.segment + "' for its queues and limits");
     }
@@ -280,6 +309,10 @@ int run_get(const TaskCommand& o) {
       info.state = outcome.state;
       info.value = outcome.value;
       info.attempts = outcome.attempts;
+      info.crashes = outcome.crashes;
+      info.timed_out = outcome.timed_out;
+      info.last_crash_pid = outcome.last_crash_pid;
+      info.last_crash = outcome.last_crash;
       info.finish_ns = outcome.finish_ns;
     } else if (!taken.is_ok() && taken.status().code() != StatusCode::kNotFound) {
       return report(taken.status(), "get: reading the result of task " + to_string(o.id));
@@ -297,6 +330,10 @@ int run_get(const TaskCommand& o) {
                           {"queue", info.queue},
                           {"priority", std::string(priority_name(info.priority))},
                           {"attempts", info.attempts},
+                          {"max_attempts", info.max_attempts != 0 ? nlohmann::ordered_json(info.max_attempts)
+                                                                  : nlohmann::ordered_json(nullptr)},
+                          {"crashes", info.crashes},
+                          {"last_crash", crash_json(info.crashes, info.last_crash_pid, info.last_crash)},
                           {"owner_worker", info.owner_worker},
                           {"cancel_requested", info.cancel_requested},
                           {"payload_bytes", info.payload_bytes},
@@ -304,6 +341,9 @@ int run_get(const TaskCommand& o) {
                           {"submit_ns", info.submit_ns},
                           {"start_ns", info.start_ns},
                           {"finish_ns", info.finish_ns},
+                          {"run_at_ns", info.run_at_ns},
+                          {"deadline_ns", info.deadline_ns},
+                          {"timed_out", info.timed_out},
                           {"consumed", consumed},
                           {"already_read", read_elsewhere}};
     const std::string text = doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
@@ -323,11 +363,22 @@ int run_get(const TaskCommand& o) {
   field("task", info.task_name);
   field("queue", info.queue);
   field("priority", std::string(priority_name(info.priority)));
-  field("attempts", std::to_string(info.attempts));
+  field("attempts", std::to_string(info.attempts) +
+                        (info.max_attempts != 0 ? " of " + std::to_string(info.max_attempts) : std::string()));
+  field("crashes", std::to_string(info.crashes));
+  if (info.crashes != 0) field("last crash", crash_text(info.last_crash_pid, info.last_crash));
   field("payload", std::to_string(info.payload_bytes) + " bytes");
   if (info.owner_worker >= 0) field("worker", std::to_string(info.owner_worker));
   if (info.cancel_requested) field("cancel", "requested");
   if (info.submit_ns != 0) field("submitted", format_duration_ns(now - info.submit_ns) + " ago");
+  if (info.run_at_ns != 0) {
+    field("runs", info.run_at_ns > now ? "in " + format_duration_ns(info.run_at_ns - now) : std::string("now (due)"));
+  }
+  if (info.deadline_ns != 0) {
+    field("deadline", info.deadline_ns > now ? "in " + format_duration_ns(info.deadline_ns - now)
+                                             : format_duration_ns(now - info.deadline_ns) + " ago");
+  }
+  if (info.timed_out) field("timed out", "yes: the attempt outlived its time limit");
   if (info.start_ns != 0) {
     field("queued", clock_text(info.start_ns - info.submit_ns));
     field("ran", info.finish_ns != 0 ? format_duration_ns(info.finish_ns - info.start_ns)
@@ -412,6 +463,10 @@ void add_task_commands(CLI::App& app, Action& action) {
                         "Number of tasks to submit (all with the same payload)");
     add_unsigned_option(sub, "--batch", o->batch, 1, 1u << 20,
                         "Tasks per submit_batch call when --count > 1");
+    add_unsigned_option(sub, "--max-attempts", o->max_attempts, 1, kMaxAttemptsLimit,
+                        "Most times a task may be started; a crash of its worker uses one up (default: the "
+                        "handler's, else " + std::to_string(kDefaultMaxAttempts) + ")")
+        ->default_str("");
     CLI::Option* wait = sub->add_flag("-w,--wait", o->wait, "Wait for every task and print '<id> <state> <value>'");
     add_parsed_option(
         sub, "--timeout", "--timeout",
