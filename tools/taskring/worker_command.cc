@@ -128,7 +128,10 @@ class PluginRegistry final : public HandlerRegistry {
  public:
   explicit PluginRegistry(Worker& worker) : worker_(worker) {}
   Status register_handler(std::string_view task, Handler handler) override {
-    Status s = worker_.register_handler(task, std::move(handler));
+    return register_handler(task, std::move(handler), HandlerOptions{});
+  }
+  Status register_handler(std::string_view task, Handler handler, const HandlerOptions& options) override {
+    Status s = worker_.register_handler(task, std::move(handler), options);
     if (s.is_ok()) {
       names_.emplace_back(task);
     } else if (first_error_.is_ok()) {

@@ -61,15 +61,6 @@ class TaskContext {
 // ctx.cancel_requested() without setting anything, the task is cancelled.
 using Handler = std::function<void(TaskContext&)>;
 
-// Where plugins put their handlers: a plugin .so exports
-//   extern "C" void taskring_register_handlers(taskring::HandlerRegistry&);
-class HandlerRegistry {
- public:
-  virtual ~HandlerRegistry() = default;
-  // Errors: kInvalidArgument (name empty or too long), kAlreadyExists.
-  virtual Status register_handler(std::string_view task, Handler handler) = 0;
-};
-
 // Per-handler settings.
 struct HandlerOptions {
   // Most times a task of this handler may be started when its submitter did
@@ -90,6 +81,18 @@ struct HandlerOptions {
   // Whole milliseconds.
   std::int64_t time_limit_ns = 0;
   std::int64_t kill_grace_ns = 5'000'000'000;
+};
+
+// Where plugins put their handlers: a plugin .so exports
+//   extern "C" void taskring_register_handlers(taskring::HandlerRegistry&);
+class HandlerRegistry {
+ public:
+  virtual ~HandlerRegistry() = default;
+  // Errors: kInvalidArgument (name empty or too long), kAlreadyExists.
+  virtual Status register_handler(std::string_view task, Handler handler) = 0;
+  // As above, with per-handler settings. Errors also: kInvalidArgument (a
+  // setting out of range).
+  virtual Status register_handler(std::string_view task, Handler handler, const HandlerOptions& options) = 0;
 };
 
 struct WorkerStats {
@@ -114,7 +117,7 @@ class Worker : public HandlerRegistry {
   Status register_handler(std::string_view task, Handler handler) override;
   // As above, with per-handler settings. Errors also: kInvalidArgument
   // (max_attempts over kMaxAttemptsLimit).
-  Status register_handler(std::string_view task, Handler handler, const HandlerOptions& options);
+  Status register_handler(std::string_view task, Handler handler, const HandlerOptions& options) override;
   // Registers the built-in handlers noop, echo, sleep, spin and fail
   // (docs/cli.md describes them).
   void register_builtins();
