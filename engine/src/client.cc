@@ -123,13 +123,18 @@ Result<std::uint32_t> allocate_slot(Engine& e, const SubmitOptions& o, std::int6
   if (corrupt) return data_loss("segment '" + e.segment().name() + "': the free-slot stack is corrupt");
   TaskSlot& s = e.slot(index);
   // Relaxed: the pop made the slot ours ([A1] in free_stack.cc acquired the
-  // freer's stores); a recoverer acts on this word only once our pid is dead.
+  // freer's stores).
   const std::uint64_t w = s.state.load(std::memory_order_relaxed);
   if (sw::state(w) != TaskState::kFree || sw::reserved(w)) {
     return data_loss("segment '" + e.segment().name() + "': the free-slot stack names slot " + std::to_string(index) +
                      ", which is in use");
   }
-  s.state.store(sw::make_reserved(ipc::current_pid(), w), std::memory_order_relaxed);
+  // Our pid first, then the reserved word: a recoverer that sees the word
+  // reads the pid that belongs to it. A death between the two leaves a free
+  // slot off the stack, for the idle audit. [R9] release: pairs with [A9]
+  // in free_dead_reservations.
+  s.submitter_pid = ipc::current_pid();
+  s.state.store(sw::make_reserved(w), std::memory_order_release);
   return index;
 }
 
@@ -140,7 +145,7 @@ void unreserve(Engine& e, std::uint32_t index) {
   s.payload_len = 0;
   // Relaxed: published by the free stack's push, as in Engine::free_slot.
   const std::uint64_t w = s.state.load(std::memory_order_relaxed);
-  s.state.store(sw::make_free(s.free_gen, w), std::memory_order_relaxed);
+  s.state.store(sw::make_free(sw::generation(w), w), std::memory_order_relaxed);
   e.free_slots().push(index);
   e.notify_space();
 }
@@ -158,7 +163,6 @@ Status fill_slot(Engine& e, std::uint32_t index, std::uint32_t queue, const Subm
   s.priority = static_cast<std::uint8_t>(o.priority);
   s.name_len = static_cast<std::uint8_t>(task.size());
   std::memcpy(s.name, task.data(), task.size());
-  s.submitter_pid = ipc::current_pid();
   s.max_attempts = static_cast<std::uint8_t>(o.max_attempts);
   s.max_crashes = static_cast<std::uint8_t>(o.max_crashes);
   s.crashes = 0;
@@ -206,7 +210,7 @@ std::uint64_t publish_pending(Engine& e, std::uint32_t index, const SubmitOption
   TaskSlot& s = e.slot(index);
   // Relaxed: we own the slot; the word is only read for its tag.
   const std::uint64_t w = s.state.load(std::memory_order_relaxed);
-  std::uint64_t next = sw::next_tag(sw::make_free(s.free_gen, w)) | static_cast<std::uint64_t>(TaskState::kPending) |
+  std::uint64_t next = sw::next_tag(sw::make_free(sw::generation(w), w)) | static_cast<std::uint64_t>(TaskState::kPending) |
                        sw::kQueued;
   if (o.detached) next |= sw::kReleased;
   // [R3] release: publishes the slot's fields to whoever acquires the state

@@ -79,7 +79,6 @@ Status Engine::format(ipc::Segment& seg, const EngineConfig& c) {
   auto* slots = reinterpret_cast<TaskSlot*>(seg.section_bytes(kSecSlots).data());
   for (std::uint32_t i = 0; i < c.slots; ++i) {
     slots[i].state.store(sw::make_free(1), std::memory_order_relaxed);
-    slots[i].free_gen = 1;
     slots[i].payload_block = kNoBlock;
     slots[i].result_block = kNoBlock;
   }
@@ -345,11 +344,9 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
 
 bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {
   TaskSlot& s = slots_[index];
-  // A reserved slot never had an id handed out: it keeps the generation it
-  // was reserved with. Any other task's id must never name the slot again.
-  // (free_gen is read before the CAS; for a reserved word nobody but its
-  // dead reserver wrote it since the slot was last freed.)
-  const std::uint32_t gen = sw::reserved(word) ? s.free_gen : sw::next_generation(sw::generation(word));
+  // A reserved slot never had an id handed out: it keeps its generation.
+  // Any other task's id must never name the slot again.
+  const std::uint32_t gen = sw::reserved(word) ? sw::generation(word) : sw::next_generation(sw::generation(word));
   // [R5] acq_rel: acquire the last writer's fields before we release their
   // blocks; release so the next owner, who pops the slot from the free stack,
   // sees it free. Once this CAS succeeds we own the slot exclusively: a free
@@ -358,7 +355,6 @@ bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {
                                        std::memory_order_acquire)) {
     return false;  // acquire on failure: the caller re-examines the new word, as [A3]
   }
-  s.free_gen = gen;  // published by the free stack's push, as the fields below
   release_blocks(s);
   free_slots_.push(index);
   notify_space();

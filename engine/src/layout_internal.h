@@ -126,9 +126,10 @@ static_assert(sizeof(QueueEntry) == 3 * kFalseSharingRange);
 //                so a task requeued by recovery never runs from two names
 //   bits 32..63  generation; the task id is generation << 32 | slot
 // State kReserved (6) is internal: a producer took the slot off the free
-// stack and is filling it. Its word is [pid:32 | tag:8 | 0:20 | 6]: the
-// producer's pid instead of a generation (the generation waits in
-// TaskSlot::free_gen), so recovery can free the slots of dead producers.
+// stack and is filling it. Its word is [generation:32 | tag:8 | 0:20 | 6],
+// the generation the task will get; the producer stored its pid in
+// TaskSlot::submitter_pid before it, so recovery can free the slots of
+// dead producers.
 namespace sw {
 inline constexpr std::uint64_t kStateMask = 0xF;
 inline constexpr std::uint64_t kQueued = 1u << 4;
@@ -171,10 +172,10 @@ constexpr bool live(std::uint64_t w) noexcept {
   const std::uint64_t st = w & kStateMask;
   return st >= static_cast<std::uint64_t>(TaskState::kPending) && st <= static_cast<std::uint64_t>(TaskState::kCancelled);
 }
-constexpr std::uint64_t make_reserved(std::uint32_t pid, std::uint64_t w) noexcept {
-  return (std::uint64_t{pid} << 32) | (w & kTagMask) | kReservedState;
+// The reserved word for free word `w`: same generation and tag.
+constexpr std::uint64_t make_reserved(std::uint64_t w) noexcept {
+  return (w & (~std::uint64_t{0xFFFFFFFF} | kTagMask)) | kReservedState;
 }
-constexpr std::uint32_t reserver_pid(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
 // The ring value naming slot `index` whose state word is `w`.
 constexpr std::uint32_t ref(std::uint32_t index, std::uint64_t w) noexcept { return (tag(w) << 24) | index; }
 constexpr std::uint32_t ref_slot(std::uint32_t ref) noexcept { return ref & kRefSlotMask; }
@@ -243,11 +244,7 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::uint32_t result_block;          // 196: arena unit, or kNoBlock when inline
   std::atomic<std::int64_t> start_ns;  // 200
   std::atomic<std::int64_t> finish_ns; // 208
-  // 216: the generation the slot's next task gets, written by whoever frees
-  // the slot (and by format) before it is pushed on the free stack; a
-  // reserved word does not hold it.
-  std::uint32_t free_gen;
-  std::uint32_t reserved2;             // 220
+  std::uint64_t reserved2;             // 216
   std::uint8_t inline_result[kInlineResultBytes];  // 224: to 256
 };
 static_assert(sizeof(TaskSlot) == 256);
@@ -264,7 +261,7 @@ static_assert(offsetof(TaskSlot, crash_pid) == 160);
 static_assert(offsetof(TaskSlot, run_at_ns) == 168);
 static_assert(offsetof(TaskSlot, deadline_ns) == 176);
 static_assert(offsetof(TaskSlot, time_limit_ms) == 188);
-static_assert(offsetof(TaskSlot, free_gen) == 216);
+
 static_assert(offsetof(TaskSlot, inline_result) == 224);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 

@@ -348,9 +348,11 @@ void LostTaskAudit::settle(Engine& e, const std::vector<UnnamedTask>& first, con
 void free_dead_reservations(Engine& e, RecoveryReport& report) {
   std::unordered_map<std::uint32_t, bool> running;  // pid -> alive, for this pass
   for (std::uint32_t i = 0; i < e.slot_count(); ++i) {
-    std::uint64_t w = e.slot(i).state.load(std::memory_order_acquire);  // as [A3]
+    // [A9] acquire: pairs with [R9] in allocate_slot; the pid read below is
+    // the reserver's.
+    std::uint64_t w = e.slot(i).state.load(std::memory_order_acquire);
     if (!sw::reserved(w)) continue;
-    const std::uint32_t pid = sw::reserver_pid(w);
+    const std::uint32_t pid = e.slot(i).submitter_pid;
     auto it = running.find(pid);
     if (it == running.end()) it = running.emplace(pid, ipc::process_running(pid, 0)).first;
     if (it->second) continue;
