@@ -559,6 +559,7 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     info.owner_worker = sw::owner(w);
     info.cancel_requested = (w & sw::kCancelReq) != 0;
     info.max_attempts = racy_read(s->max_attempts);
+    info.max_crashes = racy_read(s->max_crashes);
     info.crashes = racy_read(s->crashes);
     if (info.crashes > 0) {
       info.last_crash_pid = racy_read(s->crash_pid);
@@ -579,7 +580,7 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     info.finish_ns = is_terminal(info.state) ? finish_time(*s, w, info.submit_ns, info.start_ns) : 0;
     if (is_terminal(info.state)) {
       racy_copy_result(e, *s, info.value);
-    } else if (info.attempts > 0) {
+    } else if (racy_read(s->result_len) != 0) {
       // A retried task keeps its last error as its result until the next
       // attempt ends (a crashed attempt's result is discarded: empty).
       racy_copy_result(e, *s, info.last_error);
@@ -676,6 +677,20 @@ Result<std::vector<TaskInfo>> Client::dead_letters(std::size_t limit) const {
   std::sort(out.begin(), out.end(), [](const TaskInfo& a, const TaskInfo& b) { return a.finish_ns < b.finish_ns; });
   if (out.size() > limit) out.resize(limit);
   return out;
+}
+
+Status Client::purge(TaskId id) {
+  Engine& e = *engine_;
+  std::uint64_t w = 0;
+  if (e.lookup(id, w) == nullptr) return gone(id);
+  for (;;) {
+    if (sw::generation(w) != id.generation() || !sw::live(w) || (w & sw::kReleased) != 0) return gone(id);
+    if (sw::state(w) != TaskState::kFailed || (w & sw::kQueued) != 0) {
+      return failed_precondition("task " + to_string(id) + " is " + std::string(state_name(sw::state(w))) +
+                                 ": only a failed task (a dead letter) can be purged");
+    }
+    if (e.free_slot(id.slot(), w)) return Status::ok();  // on failure w is the new word
+  }
 }
 
 Status Client::requeue(TaskId id) {

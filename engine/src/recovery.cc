@@ -145,7 +145,8 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
     } else {
       ExitReason why = decode_exit(reason);
       std::string msg = cancel ? "cancelled: its worker (pid " + std::to_string(dead_pid) + ") " + why.describe()
-                               : (poison ? "quarantined after " + std::to_string(s.crashes) + " crashes: " : "") +
+                               : (poison ? "quarantined after " + std::to_string(s.crashes) + (s.crashes == 1 ? " crash: " : " crashes: ")
+                                             : "") +
                                      (timed_out ? "time limit exceeded: " : "") + std::string("worker pid ") +
                                      std::to_string(dead_pid) + " " + why.describe() + " on attempt " +
                                      std::to_string(attempts) + " of " + std::to_string(max_attempts);

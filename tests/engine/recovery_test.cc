@@ -542,6 +542,31 @@ TEST(DeadLetterTest, FailedTasksAreListedOldestFirstAndCanBeRequeued) {
   EXPECT_EQ(seg.client().requeue(TaskId::make(0, 12345)).code(), StatusCode::kNotFound);
 }
 
+TEST(DeadLetterTest, PurgeFreesOnlyAFailedTask) {
+  TestSegment seg("dead-purge");
+  ASSERT_TRUE(seg.status().is_ok());
+  auto pending = seg.client().submit("echo", "wait for me");
+  auto failed = seg.client().submit("fail", "broken");
+  ASSERT_TRUE(pending.is_ok() && failed.is_ok());
+  const Status not_dead = seg.client().purge(*pending);
+  EXPECT_EQ(not_dead.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(not_dead.message().find("is pending"), std::string::npos) << not_dead.message();
+  auto w = seg.worker();
+  ASSERT_TRUE(w->run_tasks(2).is_ok());
+  // A requeued dead letter keeps showing its last error while it waits.
+  ASSERT_TRUE(seg.client().requeue(*failed).is_ok());
+  auto info = seg.client().peek(*failed);
+  ASSERT_TRUE(info.is_ok());
+  EXPECT_EQ(info->state, TaskState::kPending);
+  EXPECT_EQ(info->attempts, 0u);
+  EXPECT_EQ(info->last_error, "broken");
+  ASSERT_TRUE(w->run_tasks(1).is_ok());
+  ASSERT_TRUE(seg.client().purge(*failed).is_ok());
+  EXPECT_EQ(seg.client().purge(*failed).code(), StatusCode::kNotFound);
+  EXPECT_EQ(seg.client().wait(*pending, kHangTimeoutNs)->value, "wait for me");
+  EXPECT_EQ(seg.free_slots(), seg.config().slots);
+}
+
 TEST(DeadLetterTest, TaskThatKeepsCrashingItsWorkersIsQuarantined) {
   TestSegment seg("dead-poison");
   ASSERT_TRUE(seg.status().is_ok());

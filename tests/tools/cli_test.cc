@@ -1033,4 +1033,578 @@ TEST_F(CliTest, SupervisorReplacesWorkerOverMaxRss) {
   EXPECT_THAT(supervisor.err(), HasSubstr("1 stopped over --max-rss"));
 }
 
+// ---- delays, time limits and result retention ----
+
+TEST_F(CliTest, SubmitRejectsDelayWithoutUnit) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--delay", "300"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("error: --delay"));
+  EXPECT_THAT(r.err, HasSubstr("'300'"));
+  EXPECT_THAT(r.err, HasSubstr("a number and a unit"));
+  EXPECT_EQ(status_json()["queues"][0]["submitted"], 0);
+}
+
+TEST_F(CliTest, SubmitRejectsNegativeDelay) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--delay=-1s"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--delay"));
+  EXPECT_THAT(r.err, HasSubstr("'-1s'"));
+}
+
+TEST_F(CliTest, SubmitRejectsDelayOverAYear) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--delay", "366d"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("'366d': must be at most 365d"));
+}
+
+TEST_F(CliTest, SubmitRejectsZeroTimeLimit) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--time-limit", "0"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--time-limit"));
+  EXPECT_THAT(r.err, HasSubstr("'0': must be at least 1ms"));
+  EXPECT_EQ(status_json()["queues"][0]["submitted"], 0);
+}
+
+TEST_F(CliTest, SubmitRejectsTimeLimitOfFractionalMilliseconds) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--time-limit", "1.5ms"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--time-limit"));
+  EXPECT_THAT(r.err, HasSubstr("'1.5ms': must be whole milliseconds"));
+}
+
+TEST_F(CliTest, SubmitRejectsTimeLimitOverEngineMaximum) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--time-limit", "50d"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("'50d': must be at most 49d17h2m47s295ms"));
+}
+
+TEST_F(CliTest, SubmitRejectsMaxCrashesZero) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--max-crashes", "0"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--max-crashes"));
+  EXPECT_THAT(r.err, HasSubstr("'0'"));
+  EXPECT_THAT(r.err, HasSubstr("between 1 and 255"));
+  EXPECT_EQ(status_json()["queues"][0]["submitted"], 0);
+}
+
+TEST_F(CliTest, SubmitRejectsMaxCrashesOverLimit) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = on_segment("submit", {"--task", "echo", "--max-crashes", "256"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--max-crashes"));
+  EXPECT_THAT(r.err, HasSubstr("'256'"));
+}
+
+TEST_F(CliTest, InitRejectsResultTtlWithJunk) {
+  const RunResult r = init({"--result-ttl", "5x"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("error: --result-ttl"));
+  EXPECT_THAT(r.err, HasSubstr("'5x'"));
+  EXPECT_EQ(on_segment("status").code, 1) << "a rejected init must not create the segment";
+}
+
+TEST_F(CliTest, InitRejectsResultTtlOverAYear) {
+  const RunResult r = init({"--result-ttl", "400d"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("'400d': must be at most 365d"));
+  EXPECT_EQ(on_segment("status").code, 1);
+}
+
+TEST_F(CliTest, StatusShowsDefaultResultTtl) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult text = on_segment("status");
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nconfig +[^\n]*, result ttl 1h\n"))) << text.out;
+  EXPECT_EQ(status_json()["config"]["result_ttl_ns"], 3'600'000'000'000);
+}
+
+TEST_F(CliTest, InitResultTtlShowsInInitAndStatus) {
+  const RunResult created = init({"--result-ttl", "1.5m"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  EXPECT_THAT(created.out, HasSubstr("result ttl 1m30s"));
+  const RunResult text = on_segment("status");
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nconfig +[^\n]*, result ttl 1m30s\n"))) << text.out;
+  EXPECT_EQ(status_json()["config"]["result_ttl_ns"], 90'000'000'000);
+}
+
+TEST_F(CliTest, InitResultTtlZeroKeepsResultsUntilRead) {
+  ASSERT_EQ(init({"--result-ttl", "0"}).code, 0);
+  const RunResult text = on_segment("status");
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("result ttl 0 (kept until read)"));
+  EXPECT_EQ(status_json()["config"]["result_ttl_ns"], 0);
+}
+
+TEST_F(CliTest, DelayedTaskWaitsPendingUntilItsTime) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult submitted = on_segment("submit", {"--task", "echo", "--payload", "later", "--delay", "300ms"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  const nlohmann::json before = peek_task(id);
+  ASSERT_TRUE(before.is_object());
+  EXPECT_EQ(before["state"], "pending");
+  const std::int64_t submit_ns = before["submit_ns"];
+  EXPECT_EQ(before["run_at_ns"].get<std::int64_t>(), submit_ns + 300'000'000) << before.dump();
+
+  Background worker(worker_args({"--tasks", "1"}));
+  ASSERT_EQ(worker.wait(), 0) << worker.err();
+  const nlohmann::json after = peek_task(id);
+  ASSERT_TRUE(after.is_object());
+  EXPECT_EQ(after["state"], "succeeded") << after.dump();
+  EXPECT_EQ(after["value"], "later");
+  // Ordering, not speed: it never starts before its time.
+  EXPECT_GE(after["start_ns"].get<std::int64_t>() - submit_ns, 300'000'000) << after.dump();
+  EXPECT_EQ(after["run_at_ns"], 0) << "only a pending task has a start time to come";
+}
+
+TEST_F(CliTest, GetShowsWhenADelayedTaskStarts) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult submitted = on_segment("submit", {"--task", "echo", "--delay", "1h"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const RunResult text = on_segment("get", {trim(submitted.out)});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nstate +pending\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nstarts +in 59m[0-9]{2}s\n"))) << text.out;
+}
+
+TEST_F(CliTest, SubmitDelayWaitSucceedsNoSoonerThanTheDelay) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({"--tasks", "1"}));
+  const auto start = std::chrono::steady_clock::now();
+  const RunResult r = on_segment("submit", {"--task", "echo", "--payload", "hi", "--delay", "300ms", "--wait"});
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(r.code, 0) << r.err << worker.err();
+  EXPECT_TRUE(is_result_line(trim(r.out), "succeeded", "hi"));
+  EXPECT_GE(elapsed, 300ms);
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+}
+
+TEST_F(CliTest, GetShowsLastErrorOfARetriedPendingTask) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult submitted =
+      on_segment("submit", {"--task", "fail", "--payload", "try again", "--max-attempts", "3"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  // One attempt: it fails, goes back to wait for its retry, and the worker
+  // exits before anyone runs it again.
+  Background worker(worker_args({"--tasks", "1"}));
+  ASSERT_EQ(worker.wait(), 0) << worker.err();
+
+  const nlohmann::json j = peek_task(id);
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["state"], "pending");
+  EXPECT_EQ(j["attempts"], 1);
+  EXPECT_EQ(j["last_error"], "try again");
+  const RunResult text = on_segment("get", {id});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nattempts +1 of 3\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nlast error +try again\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nstarts +[^\n]+\n"))) << "the retry backoff: " << text.out;
+}
+
+TEST_F(CliTest, GetShowsDeadlineOfRunningTaskWithTimeLimit) {
+  ASSERT_EQ(init().code, 0);
+  Background worker(worker_args({}));
+  const RunResult submitted = on_segment("submit", {"--task", "sleep", "--payload", "60000", "--time-limit", "10m"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  nlohmann::json running;
+  ASSERT_TRUE(eventually([&] {
+    running = peek_task(id);
+    return running.is_object() && running["state"] == "running" && running["start_ns"] != 0;
+  })) << worker.err();
+  EXPECT_EQ(running["deadline_ns"].get<std::int64_t>(),
+            running["start_ns"].get<std::int64_t>() + 600'000'000'000) << running.dump();
+
+  const RunResult text = on_segment("get", {id});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\ndeadline +in [^\n]+ \\(time limit 10m\\)\n"))) << text.out;
+
+  ASSERT_EQ(on_segment("cancel", {id}).code, 0);
+  ASSERT_EQ(kill(worker.pid(), SIGTERM), 0);
+  EXPECT_EQ(worker.wait(), 0) << worker.err();
+}
+
+TEST_F(CliTest, TimeLimitEndsTaskUnderSupervisor) {
+  ASSERT_EQ(init().code, 0);
+  Background supervisor(worker_args({"--processes", "1"}));
+  ASSERT_TRUE(wait_for_alive_workers(1)) << supervisor.err();
+  // sleep polls its cancel flag: the watchdog raises it at the deadline and
+  // the attempt fails, cooperatively.
+  const RunResult r = run_cli({"submit", "--segment", segment_, "--task", "sleep", "--payload", "60000",
+                               "--time-limit", "200ms", "--max-attempts", "1", "--wait"},
+                              120s);
+  EXPECT_EQ(r.code, 3) << r.err << supervisor.err();
+  EXPECT_TRUE(is_result_line(trim(r.out), "failed", "time limit of 200 ms exceeded")) << r.out;
+  ASSERT_EQ(kill(supervisor.pid(), SIGTERM), 0);
+  EXPECT_EQ(supervisor.wait(), 0) << supervisor.err();
+}
+
+// ---- dead letters ----
+
+class CliDeadLetterTest : public CliTest {
+ protected:
+  // Submits a `fail` task (one attempt, the handler's default) with `extra`
+  // flags, runs it with a worker that exits after it, and returns its id.
+  std::string make_dead_letter(const std::string& error, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--task", "fail", "--payload", error};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const RunResult submitted = on_segment("submit", args);
+    EXPECT_EQ(submitted.code, 0) << submitted.err;
+    Background worker(worker_args({"--tasks", "1"}));
+    EXPECT_EQ(worker.wait(), 0) << worker.err();
+    return trim(submitted.out);
+  }
+
+  nlohmann::json dead_list_json(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"list", "--segment", segment_, "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const RunResult r = on_dead(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  }
+
+  // `taskring dead ARGS...`
+  RunResult on_dead(std::vector<std::string> args) {
+    args.insert(args.begin(), "dead");
+    return run_cli(args);
+  }
+
+  // `taskring dead CMD --segment <ours> ARGS...`
+  RunResult dead(const std::string& cmd, std::vector<std::string> args = {}) {
+    std::vector<std::string> all = {cmd, "--segment", segment_};
+    all.insert(all.end(), args.begin(), args.end());
+    return on_dead(all);
+  }
+
+  // A pending task (no worker runs it).
+  std::string pending_task() {
+    const RunResult submitted = on_segment("submit", {"--task", "echo", "--payload", "waiting"});
+    EXPECT_EQ(submitted.code, 0) << submitted.err;
+    return trim(submitted.out);
+  }
+};
+
+TEST_F(CliDeadLetterTest, EveryDeadCommandHasHelp) {
+  for (const char* cmd : {"list", "show", "requeue", "purge"}) {
+    const RunResult r = on_dead({cmd, "--help"});
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_THAT(r.out, HasSubstr("taskring dead " + std::string(cmd))) << cmd;
+    EXPECT_THAT(r.out, HasSubstr("--segment")) << cmd;
+  }
+}
+
+TEST_F(CliDeadLetterTest, DeadWithoutSubcommandIsUsageError) {
+  const RunResult r = on_dead({});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("hint: run 'taskring dead --help'"));
+}
+
+TEST_F(CliDeadLetterTest, ListRejectsZeroLimit) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = dead("list", {"--limit", "0"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--limit"));
+  EXPECT_THAT(r.err, HasSubstr("'0'"));
+  EXPECT_THAT(r.err, HasSubstr("hint: run 'taskring dead list --help'"));
+}
+
+TEST_F(CliDeadLetterTest, RequeueWithoutIdsOrAllIsUsageError) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = dead("requeue");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--all"));
+}
+
+TEST_F(CliDeadLetterTest, PurgeRejectsIdsWithAll) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = dead("purge", {"4294967296", "--all"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--all"));
+}
+
+TEST_F(CliDeadLetterTest, RequeueRejectsMalformedId) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = dead("requeue", {"12abc"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("'12abc'"));
+}
+
+TEST_F(CliDeadLetterTest, ListOfSegmentWithoutDeadLettersSaysSo) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = dead("list");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("no dead letters in segment '" + segment_ + "'"));
+  const nlohmann::json j = dead_list_json();
+  EXPECT_EQ(j["total"], 0);
+  EXPECT_TRUE(j["dead_letters"].empty());
+}
+
+TEST_F(CliDeadLetterTest, ListShowsDetachedAndUnreadFailuresOldestFirst) {
+  ASSERT_EQ(init().code, 0);
+  const std::string detached = make_dead_letter("disk full", {"--detach"});
+  const std::string unread = make_dead_letter("no route to host");
+
+  const RunResult text = dead("list");
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("2 dead letters"));
+  const std::vector<std::string> rows = lines(text.out);
+  ASSERT_EQ(rows.size(), 5u) << text.out;  // summary, blank, header, two rows
+  EXPECT_TRUE(std::regex_match(rows[2], std::regex("ID +TASK +QUEUE +ATTEMPTS +CRASHES +FAILED +ERROR"))) << rows[2];
+  EXPECT_TRUE(std::regex_match(rows[3], std::regex(detached + " +fail +default +1/1 +0 +[^ ].* ago +disk full")))
+      << rows[3];
+  EXPECT_TRUE(std::regex_match(rows[4], std::regex(unread + " +fail +default +1/1 +0 +[^ ].* ago +no route to host")))
+      << rows[4];
+
+  const nlohmann::json j = dead_list_json();
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["segment"], segment_);
+  EXPECT_EQ(j["total"], 2);
+  ASSERT_EQ(j["dead_letters"].size(), 2u);
+  const nlohmann::json& first = j["dead_letters"][0];
+  EXPECT_EQ(first["id"], detached);
+  EXPECT_EQ(first["task"], "fail");
+  EXPECT_EQ(first["queue"], "default");
+  EXPECT_EQ(first["attempts"], 1);
+  EXPECT_EQ(first["max_attempts"], 1);
+  EXPECT_EQ(first["crashes"], 0);
+  EXPECT_TRUE(first["last_crash"].is_null());
+  EXPECT_EQ(first["timed_out"], false);
+  EXPECT_EQ(first["error"], "disk full");
+  EXPECT_EQ(first["payload_bytes"], 9);
+  EXPECT_GT(first["expires_in_ns"].get<std::int64_t>(), 0);
+  EXPECT_EQ(j["dead_letters"][1]["id"], unread);
+  EXPECT_LE(first["finish_ns"].get<std::int64_t>(), j["dead_letters"][1]["finish_ns"].get<std::int64_t>());
+}
+
+TEST_F(CliDeadLetterTest, ListLimitShowsTheOldestAndCountsAll) {
+  ASSERT_EQ(init().code, 0);
+  const std::string oldest = make_dead_letter("first");
+  make_dead_letter("second");
+  const nlohmann::json j = dead_list_json({"--limit", "1"});
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["total"], 2);
+  ASSERT_EQ(j["dead_letters"].size(), 1u);
+  EXPECT_EQ(j["dead_letters"][0]["id"], oldest);
+  const RunResult text = dead("list", {"--limit", "1"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("2 dead letters"));
+  EXPECT_THAT(text.out, HasSubstr("the oldest 1 (--limit)"));
+  EXPECT_EQ(lines(text.out).size(), 4u) << text.out;
+}
+
+TEST_F(CliDeadLetterTest, ListTruncatesLongErrorsButJsonKeepsThemWhole) {
+  ASSERT_EQ(init().code, 0);
+  const std::string error = "line one\n" + std::string(200, 'x');
+  make_dead_letter(error);
+  const RunResult text = dead("list");
+  ASSERT_EQ(text.code, 0) << text.err;
+  const std::vector<std::string> rows = lines(text.out);
+  ASSERT_EQ(rows.size(), 4u) << text.out;
+  const std::string cell = rows[3].substr(rows[3].find("line one"));
+  EXPECT_EQ(cell.size(), 60u) << cell;
+  EXPECT_EQ(cell.substr(0, 10), "line one\\n") << cell;
+  EXPECT_EQ(cell.substr(57), "...") << cell;
+  EXPECT_EQ(dead_list_json()["dead_letters"][0]["error"], error);
+}
+
+TEST_F(CliDeadLetterTest, ShowPrintsTheWholeError) {
+  ASSERT_EQ(init().code, 0);
+  const std::string error = "quota exceeded: " + std::string(100, 'q');
+  const std::string id = make_dead_letter(error);
+  const RunResult text = dead("show", {id});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("^id +" + id + "\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nstate +failed\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nattempts +1 of 1\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nlast crash +none\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\ntimed out +no\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\npayload +116 bytes\n"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\nfailed +[^\n]+ ago\n"))) << text.out;
+  EXPECT_THAT(text.out, HasSubstr("\nerror      " + error + "\n"));
+
+  const RunResult json = dead("show", {id, "--json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  const nlohmann::json j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["id"], id);
+  EXPECT_EQ(j["error"], error);
+  EXPECT_EQ(j["result_ttl_ns"], 3'600'000'000'000);
+  // show only looks: the dead letter is still there.
+  EXPECT_EQ(dead_list_json()["total"], 1);
+}
+
+TEST_F(CliDeadLetterTest, ShowRefusesTaskThatIsNotADeadLetter) {
+  ASSERT_EQ(init().code, 0);
+  const std::string id = pending_task();
+  const RunResult r = dead("show", {id});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("task " + id + " is pending"));
+  EXPECT_THAT(r.err, HasSubstr("not a dead letter"));
+}
+
+TEST_F(CliDeadLetterTest, ShowOfUnknownTaskFails) {
+  ASSERT_EQ(init().code, 0);
+  const RunResult r = dead("show", {"4294967296"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("4294967296"));
+  EXPECT_THAT(r.err, HasSubstr("no such task"));
+}
+
+TEST_F(CliDeadLetterTest, RequeuedDeadLetterRunsAgainWithFreshAttempts) {
+  ASSERT_EQ(init().code, 0);
+  const std::string id = make_dead_letter("still broken", {"--detach"});
+  const RunResult requeued = dead("requeue", {id});
+  ASSERT_EQ(requeued.code, 0) << requeued.err;
+  EXPECT_THAT(requeued.out, HasSubstr(id + " requeued"));
+  const nlohmann::json pending = peek_task(id);
+  ASSERT_TRUE(pending.is_object());
+  EXPECT_EQ(pending["state"], "pending");
+  EXPECT_EQ(pending["attempts"], 0);
+  EXPECT_EQ(dead_list_json()["total"], 0);
+
+  // It fails again: a dead letter once more, under the same id, having
+  // used one attempt of its fresh allowance (not two).
+  Background worker(worker_args({"--tasks", "1"}));
+  ASSERT_EQ(worker.wait(), 0) << worker.err();
+  const nlohmann::json j = dead_list_json();
+  ASSERT_EQ(j["total"], 1) << j.dump();
+  EXPECT_EQ(j["dead_letters"][0]["id"], id);
+  EXPECT_EQ(j["dead_letters"][0]["attempts"], 1);
+  EXPECT_EQ(j["dead_letters"][0]["error"], "still broken");
+}
+
+TEST_F(CliDeadLetterTest, RequeueAllRequeuesEveryDeadLetter) {
+  ASSERT_EQ(init().code, 0);
+  const std::string a = make_dead_letter("a");
+  const std::string b = make_dead_letter("b");
+  const RunResult r = dead("requeue", {"--all"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(a + " requeued"));
+  EXPECT_THAT(r.out, HasSubstr(b + " requeued"));
+  EXPECT_THAT(r.out, HasSubstr("requeued 2 of 2 dead letters"));
+  EXPECT_EQ(status_json()["tasks"]["pending"], 2);
+}
+
+TEST_F(CliDeadLetterTest, RequeueReportsEachIdAndFailsIfAnyFailed) {
+  ASSERT_EQ(init().code, 0);
+  const std::string dead_id = make_dead_letter("broken");
+  const std::string pending_id = pending_task();
+  const RunResult r = dead("requeue", {pending_id, dead_id});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("task " + pending_id + " is pending"));
+  EXPECT_THAT(r.err, HasSubstr("only a failed task"));
+  EXPECT_THAT(r.out, HasSubstr(dead_id + " requeued"));
+  EXPECT_THAT(r.out, HasSubstr("requeued 1 of 2 dead letters, 1 failed"));
+  EXPECT_EQ(status_json()["tasks"]["pending"], 2);
+}
+
+TEST_F(CliDeadLetterTest, PurgeAllEmptiesTheListAndFreesTheSlots) {
+  ASSERT_EQ(init().code, 0);
+  make_dead_letter("one", {"--detach"});
+  make_dead_letter("two");
+  ASSERT_EQ(status_json()["tasks"]["failed"], 2);
+
+  const RunResult r = dead("purge", {"--all"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("purged 2 of 2 dead letters"));
+  EXPECT_THAT(dead("list").out, HasSubstr("no dead letters"));
+  const nlohmann::json s = status_json();
+  EXPECT_EQ(s["tasks"]["failed"], 0);
+  EXPECT_EQ(s["free_slots"], 256);
+
+  const RunResult again = dead("purge", {"--all"});
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("no dead letters to purge"));
+}
+
+TEST_F(CliDeadLetterTest, PurgeOneIdFreesOnlyThatDeadLetter) {
+  ASSERT_EQ(init().code, 0);
+  const std::string gone = make_dead_letter("purge me");
+  const std::string kept = make_dead_letter("keep me");
+  const RunResult r = dead("purge", {gone});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(gone + " purged"));
+  const nlohmann::json j = dead_list_json();
+  ASSERT_EQ(j["total"], 1);
+  EXPECT_EQ(j["dead_letters"][0]["id"], kept);
+  EXPECT_EQ(on_segment("get", {gone}).code, 1) << "a purged task is gone";
+}
+
+TEST_F(CliDeadLetterTest, PurgeRefusesPendingTaskAndLeavesIt) {
+  ASSERT_EQ(init().code, 0);
+  const std::string id = pending_task();
+  const RunResult r = dead("purge", {id});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("task " + id + " is pending"));
+  EXPECT_THAT(r.err, HasSubstr("not a dead letter"));
+  // Still pending and still wanted: a worker runs it and its result waits.
+  Background worker(worker_args({"--tasks", "1"}));
+  ASSERT_EQ(worker.wait(), 0) << worker.err();
+  const RunResult got = on_segment("get", {id, "--json"});
+  ASSERT_EQ(got.code, 0) << got.err;
+  EXPECT_EQ(nlohmann::json::parse(got.out)["value"], "waiting");
+}
+
+TEST_F(CliDeadLetterTest, PurgeRefusesSucceededTaskAndKeepsItsResult) {
+  ASSERT_EQ(init().code, 0);
+  const std::string id = pending_task();
+  Background worker(worker_args({"--tasks", "1"}));
+  ASSERT_EQ(worker.wait(), 0) << worker.err();
+  const RunResult r = dead("purge", {id});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("task " + id + " is succeeded"));
+  const RunResult got = on_segment("get", {id, "--json"});
+  ASSERT_EQ(got.code, 0) << got.err;
+  EXPECT_EQ(nlohmann::json::parse(got.out)["value"], "waiting");
+}
+
+TEST_F(CliDeadLetterTest, QuarantinedTaskShowsItsCrashInDeadShow) {
+  ASSERT_EQ(init().code, 0);
+  Background supervisor(worker_args({"--processes", "1"}));
+  ASSERT_TRUE(wait_for_alive_workers(1)) << supervisor.err();
+  // Attempts to spare, but one crash is enough to quarantine it.
+  const RunResult submitted = on_segment(
+      "submit", {"--task", "sleep", "--payload", "60000", "--max-attempts", "5", "--max-crashes", "1", "--detach"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string id = trim(submitted.out);
+  int victim = 0;
+  ASSERT_TRUE(eventually([&] {
+    const nlohmann::json t = peek_task(id);
+    if (!t.is_object() || t["state"] != "running") return false;
+    const nlohmann::json status = status_json();
+    for (const nlohmann::json& w : status["workers"]) {
+      if (w["index"] == t["owner_worker"]) victim = w["pid"];
+    }
+    return victim > 0;
+  })) << supervisor.err();
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+
+  nlohmann::json j;
+  ASSERT_TRUE(eventually([&] {
+    j = dead_list_json();
+    return j.is_object() && j["total"] == 1;
+  })) << supervisor.err();
+  const nlohmann::json& d = j["dead_letters"][0];
+  EXPECT_EQ(d["id"], id);
+  EXPECT_EQ(d["attempts"], 1);
+  EXPECT_EQ(d["crashes"], 1);
+  EXPECT_EQ(d["last_crash"]["pid"], victim);
+  EXPECT_THAT(d["error"].get<std::string>(), HasSubstr("quarantined after 1"));
+
+  const RunResult text = dead("show", {id});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("last crash pid " + std::to_string(victim) + ": killed by signal 9 (SIGKILL)"));
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("\ncrashes +1\n"))) << text.out;
+  ASSERT_EQ(kill(supervisor.pid(), SIGTERM), 0);
+  EXPECT_EQ(supervisor.wait(), 0) << supervisor.err();
+}
+
 }  // namespace

@@ -17,8 +17,15 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, std:
   } catch (const CLI::ParseError& e) {
     // --help and --version arrive as "errors" that exit 0.
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    // The chosen command, nested ones included ("dead list").
     std::string command;
-    for (const CLI::App* sub : app.get_subcommands()) command = sub->get_name();
+    for (const CLI::App* at = &app;;) {
+      const std::vector<CLI::App*> chosen = at->get_subcommands();
+      if (chosen.empty()) break;
+      at = chosen.back();
+      if (!command.empty()) command += ' ';
+      command += at->get_name();
+    }
     const std::string prog(program);
     print_error({}, e.what(),
                 command.empty() ? "run '" + prog + " --help' for the commands and flags"
@@ -161,6 +168,78 @@ Result<std::uint64_t> parse_octal_mode(std::string_view text) {
   return v;
 }
 
+namespace {
+
+// GCC and Clang's 128-bit integer (__extension__: not ISO C++, -Wpedantic).
+__extension__ typedef unsigned __int128 Uint128;
+
+struct DurationUnit {
+  std::string_view name;
+  std::int64_t ns;
+};
+// Largest first: duration_text walks them in this order.
+constexpr DurationUnit kDurationUnits[] = {
+    {"d", 86'400'000'000'000}, {"h", 3'600'000'000'000}, {"m", 60'000'000'000}, {"s", 1'000'000'000},
+    {"ms", 1'000'000},         {"us", 1'000},            {"ns", 1},
+};
+
+}  // namespace
+
+Result<std::int64_t> parse_duration(std::string_view text, std::int64_t max_ns) {
+  const auto bad = [&] {
+    return invalid_argument(quoted(text) +
+                            ": must be a duration: a number and a unit (ms, s, m, h, d; also us, ns), "
+                            "e.g. 250ms, 2s, 1.5m or 1h30m");
+  };
+  const auto too_large = [&] { return invalid_argument(quoted(text) + ": must be at most " + duration_text(max_ns)); };
+  if (text == "0") return std::int64_t{0};
+  if (text.empty()) return bad();
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  const auto letter = [](char c) { return c >= 'a' && c <= 'z'; };
+  // 128 bits: one term is at most (2^64 - 1) * 86400e9 < 2^111, so a sum
+  // checked against max_ns after every term cannot wrap.
+  Uint128 total = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t whole_at = i;
+    while (i < text.size() && digit(text[i])) ++i;
+    const std::string_view whole = text.substr(whole_at, i - whole_at);
+    std::string_view frac;
+    if (i < text.size() && text[i] == '.') {
+      const std::size_t frac_at = ++i;
+      while (i < text.size() && digit(text[i])) ++i;
+      frac = text.substr(frac_at, i - frac_at);
+    }
+    if (whole.empty() && frac.empty()) return bad();
+    const std::size_t unit_at = i;
+    while (i < text.size() && letter(text[i])) ++i;
+    const std::string_view unit_name = text.substr(unit_at, i - unit_at);
+    const DurationUnit* unit = nullptr;
+    for (const DurationUnit& u : kDurationUnits) {
+      if (u.name == unit_name) unit = &u;
+    }
+    if (unit == nullptr) return bad();
+    std::uint64_t w = 0;
+    if (!whole.empty() && !parse_digits(whole, w)) return too_large();
+    total += static_cast<Uint128>(w) * static_cast<std::uint64_t>(unit->ns);
+    while (!frac.empty() && frac.back() == '0') frac.remove_suffix(1);
+    if (!frac.empty()) {
+      // f / 10^k of the unit must come to whole nanoseconds; units are at
+      // most 86400e9 ns < 10^14, so more than 18 significant digits never do.
+      if (frac.size() > 18) return invalid_argument(quoted(text) + ": must be whole nanoseconds");
+      std::uint64_t f = 0;
+      parse_digits(frac, f);
+      std::uint64_t den = 1;
+      for (std::size_t k = 0; k < frac.size(); ++k) den *= 10;
+      const Uint128 num = static_cast<Uint128>(f) * static_cast<std::uint64_t>(unit->ns);
+      if (num % den != 0) return invalid_argument(quoted(text) + ": must be whole nanoseconds");
+      total += num / den;
+    }
+    if (total > static_cast<Uint128>(max_ns)) return too_large();
+  }
+  return static_cast<std::int64_t>(total);
+}
+
 CLI::Option* add_parsed_option(CLI::App* app, const std::string& names, const std::string& flag,
                                std::function<Status(std::string_view)> parse,
                                const std::string& description, const std::string& type_name,
@@ -241,6 +320,22 @@ CLI::Option* add_byte_size_option(CLI::App* app, const std::string& names, std::
       description, "BYTES", byte_size_text(target));
 }
 
+CLI::Option* add_duration_option(CLI::App* app, const std::string& names, std::int64_t& target,
+                                 std::int64_t min_ns, std::int64_t max_ns, const std::string& description) {
+  return add_parsed_option(
+      app, names, long_flag(names),
+      [&target, min_ns, max_ns](std::string_view text) -> Status {
+        auto v = parse_duration(text, max_ns);
+        if (!v) return v.status();
+        if (*v < min_ns) {
+          return invalid_argument("'" + std::string(text) + "': must be at least " + duration_text(min_ns));
+        }
+        target = *v;
+        return Status::ok();
+      },
+      description, "DURATION", duration_text(target));
+}
+
 std::vector<std::string> split_list(std::string_view text) {
   std::vector<std::string> out;
   std::size_t start = 0;
@@ -309,6 +404,22 @@ std::string format_duration_ns(std::int64_t ns) {
     std::snprintf(buf, sizeof buf, "%s%lldh%02lldm", sign, m / 60, m % 60);
   }
   return buf;
+}
+
+std::string duration_text(std::int64_t ns) {
+  if (ns == 0) return "0";
+  std::string out = ns < 0 ? "-" : "";
+  // Magnitude in unsigned: -INT64_MIN does not fit in int64.
+  std::uint64_t left = ns < 0 ? 0 - static_cast<std::uint64_t>(ns) : static_cast<std::uint64_t>(ns);
+  for (const DurationUnit& u : kDurationUnits) {
+    const auto unit = static_cast<std::uint64_t>(u.ns);
+    if (left >= unit) {
+      out += std::to_string(left / unit);
+      out += u.name;
+      left %= unit;
+    }
+  }
+  return out;
 }
 
 std::string escape_value(std::string_view bytes) {

@@ -72,6 +72,12 @@ Result<std::uint64_t> parse_byte_size(std::string_view text);
 Result<std::int64_t> parse_seconds(std::string_view text);
 // An octal file mode such as 0600 or 660.
 Result<std::uint64_t> parse_octal_mode(std::string_view text);
+// A duration: one or more <number><unit> pairs, the number a decimal with an
+// optional fraction and the unit one of ns, us, ms, s, m, h, d (e.g. 250ms,
+// 2s, 1.5m, 1h30m), or a bare 0. Returns nanoseconds. Rejects signs,
+// spaces, a number without a unit, a value finer than 1 ns and a total over
+// `max_ns` (the message then names the limit in the same notation).
+Result<std::int64_t> parse_duration(std::string_view text, std::int64_t max_ns);
 
 // Adds option `names` to `app`; its text goes to `parse`, which checks it and
 // stores the value where it belongs. A non-OK Status from `parse` becomes a
@@ -92,6 +98,11 @@ CLI::Option* add_unsigned_option(CLI::App* app, const std::string& names, std::u
 CLI::Option* add_byte_size_option(CLI::App* app, const std::string& names, std::uint64_t& target,
                                   std::uint64_t max, const std::string& description);
 
+// Adds option `names` taking a duration (parse_duration) from `min_ns` to
+// `max_ns` into `target`; the default shown is `target`'s current value.
+CLI::Option* add_duration_option(CLI::App* app, const std::string& names, std::int64_t& target,
+                                 std::int64_t min_ns, std::int64_t max_ns, const std::string& description);
+
 // A comma-separated list, empty fields kept (so that "a,,b" reaches the
 // validation that rejects an empty name instead of being tidied away).
 std::vector<std::string> split_list(std::string_view text);
@@ -106,6 +117,9 @@ CLI::Option* add_segment_option(CLI::App* app, std::string& target);
 std::string format_bytes(std::uint64_t bytes);
 // "850 ns", "12.3 us", "4.56 ms", "1.234 s", "3m12s", "2h05m".
 std::string format_duration_ns(std::int64_t ns);
+// `ns` exactly, as parse_duration accepts it: "0", "250ms", "1h30m",
+// "1s500ms", "2d".
+std::string duration_text(std::int64_t ns);
 // `bytes` with backslash, control and non-ASCII bytes escaped (\\, \n, \t,
 // \r, \xNN), so one value always fits on one output line.
 std::string escape_value(std::string_view bytes);

@@ -1,6 +1,6 @@
 // taskring: the command-line tool for operators. Creates and destroys
-// segments, shows their status, submits and inspects tasks, and runs
-// workers. docs/cli.md documents every command, flag and exit status.
+// segments, shows their status, submits and inspects tasks, manages dead
+// letters, and runs workers. docs/cli.md documents every command, flag and exit status.
 //
 // Exit statuses: 0 success; 1 a runtime failure; 2 a usage error (bad flag
 // or value); 3 submit --wait saw a task fail, be cancelled or time out.

@@ -1,5 +1,7 @@
 #include "segment_commands.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -19,6 +21,9 @@ namespace taskring::cli {
 namespace {
 
 constexpr std::uint64_t kU32Max = std::numeric_limits<std::uint32_t>::max();
+// The longest --result-ttl: a year. Longer is surely a slip (0 keeps results
+// until they are read).
+constexpr std::int64_t kMaxResultTtlNs = 365 * 86'400'000'000'000;
 
 struct InitOptions {
   std::string segment;
@@ -27,6 +32,7 @@ struct InitOptions {
   std::uint64_t max_payload = EngineConfig{}.max_payload;
   std::uint64_t payload_area = EngineConfig{}.payload_area;
   std::uint64_t mode = EngineConfig{}.mode;
+  std::int64_t result_ttl_ns = static_cast<std::int64_t>(EngineConfig{}.result_ttl_ns);
   bool force = false;
 };
 
@@ -49,7 +55,10 @@ std::string describe_config(const EngineConfig& c) {
   return "slots " + std::to_string(c.slots) + ", ring capacity " + std::to_string(c.ring_capacity) +
          ", max payload " + format_bytes(c.max_payload) + ", payload area " + format_bytes(c.payload_area) +
          ", max workers " + std::to_string(c.max_workers) + ", deque capacity " +
-         std::to_string(c.deque_capacity) + ", mode " + octal(c.mode);
+         std::to_string(c.deque_capacity) + ", mode " + octal(c.mode) + ", result ttl " +
+         (c.result_ttl_ns == 0 ? std::string("0 (kept until read)")
+                               : duration_text(static_cast<std::int64_t>(
+                                     std::min<std::uint64_t>(c.result_ttl_ns, INT64_MAX))));
 }
 
 int run_init(InitOptions& o) {
@@ -58,6 +67,7 @@ int run_init(InitOptions& o) {
   c.max_payload = static_cast<std::uint32_t>(o.max_payload);  // bounded by the option's check
   c.payload_area = o.payload_area;
   c.mode = static_cast<unsigned>(o.mode);
+  c.result_ttl_ns = static_cast<std::uint64_t>(o.result_ttl_ns);  // 0 .. kMaxResultTtlNs
   if (const Status s = c.validate(); !s.is_ok()) {
     // validate() names the field ("ring_capacity 3: ..."); name the flag too.
     const std::string_view flag = flag_for_message(s.message(),
@@ -217,7 +227,8 @@ nlohmann::ordered_json snapshot_json(const SegmentSnapshot& s) {
             {"payload_area", c.payload_area},
             {"max_workers", c.max_workers},
             {"deque_capacity", c.deque_capacity},
-            {"mode", octal(c.mode)}}},
+            {"mode", octal(c.mode)},
+            {"result_ttl_ns", c.result_ttl_ns}}},
           {"tasks", tasks},
           {"free_slots", s.free_slots},
           {"payload_area_used_bytes", s.payload_area_used_bytes},
@@ -323,6 +334,9 @@ void add_segment_commands(CLI::App& app, Action& action) {
           return Status::ok();
         },
         "File mode of the segment, octal", "OCTAL", octal(o->config.mode));
+    add_duration_option(sub, "--result-ttl", o->result_ttl_ns, 0, kMaxResultTtlNs,
+                        "How long a finished task's outcome (a dead letter's too) is kept for a reader before its "
+                        "slot is freed anyway, e.g. 30m, 24h; 0: until it is read");
     sub->add_flag("-f,--force", o->force, "Replace an existing segment of the same name");
     sub->callback([&action, o] { action = [o] { return run_init(*o); }; });
   }

@@ -1,6 +1,7 @@
-// The task commands of the taskring CLI: submit (one task or many, with an
-// optional wait for their results), get (inspect a task and read its
-// result) and cancel.
+// The task commands of the taskring CLI: submit (one task or many, delayed
+// or with a time limit, with an optional wait for their results), get
+// (inspect a task and read its result), cancel, and the dead-letter family
+// dead list|show|requeue|purge (tasks that failed for good).
 //
 // Thread safety: single-threaded, like the rest of the CLI.
 #pragma once
@@ -11,7 +12,8 @@
 
 namespace taskring::cli {
 
-// Adds the submit, get and cancel subcommands to `app`. When one of them is
+// Adds the submit, get, cancel and dead subcommands to `app` (dead with its
+// own subcommands list, show, requeue and purge). When one of them is
 // parsed, its callback stores what to run in `action`, which must outlive
 // parsing.
 void add_task_commands(CLI::App& app, Action& action);

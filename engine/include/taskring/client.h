@@ -93,6 +93,10 @@ class Client {
   // same id; its last error stays visible until the next attempt ends.
   // Errors: kNotFound; kFailedPrecondition (the task is not failed).
   Status requeue(TaskId id);
+  // Frees a dead letter (a failed task) and its outcome, in one CAS that
+  // succeeds only while it is failed. Errors: kNotFound; kFailedPrecondition
+  // (the task is not failed: it was never a dead letter, or was requeued).
+  Status purge(TaskId id);
 
   // Names of the segment's queues, in creation order.
   std::vector<std::string> queues() const;

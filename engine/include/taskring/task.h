@@ -112,6 +112,7 @@ struct TaskInfo {
   Priority priority = Priority::kNormal;
   std::uint32_t attempts = 0;
   std::uint32_t max_attempts = 0;   // 0 until a worker or the submitter set it
+  std::uint32_t max_crashes = 0;    // 0: kDefaultMaxCrashes
   std::uint32_t crashes = 0;
   std::uint32_t last_crash_pid = 0;
   ExitReason last_crash;
