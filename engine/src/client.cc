@@ -145,7 +145,8 @@ void unreserve(Engine& e, std::uint32_t index) {
   s.payload_len = 0;
   // Relaxed: published by the free stack's push, as in Engine::free_slot.
   const std::uint64_t w = s.state.load(std::memory_order_relaxed);
-  s.state.store(sw::make_free(sw::generation(w), w), std::memory_order_relaxed);
+  // A new generation, as Engine::free_slot gives a freed reservation.
+  s.state.store(sw::make_free(sw::next_generation(sw::generation(w)), w), std::memory_order_relaxed);
   e.free_slots().push(index);
   e.notify_space();
 }
@@ -627,6 +628,11 @@ Result<CancelOutcome> Client::cancel(TaskId id) {
       // is ordered before notify_done's waiter check ([S5]).
       if (s->state.compare_exchange_weak(w, sw::with_state(w, TaskState::kCancelled), std::memory_order_seq_cst,
                                          std::memory_order_acquire)) {
+        // A delayed task's name waits in the timer ring until its time: make
+        // the timer scan due now, so that it drops the name and frees the
+        // slot once released, instead of holding it until the old run time.
+        // Relaxed: a hint, read after our winning CAS.
+        if (s->run_at_ns.load(std::memory_order_relaxed) != 0) e.lower_next_due(ipc::monotonic_ns());
         e.queue(queue < e.queue_count() ? queue : 0).cancelled.fetch_add(1, std::memory_order_relaxed);
         e.notify_done(*s);
         return CancelOutcome::kCancelled;

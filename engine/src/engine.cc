@@ -344,9 +344,12 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
 
 bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {
   TaskSlot& s = slots_[index];
-  // A reserved slot never had an id handed out: it keeps its generation.
-  // Any other task's id must never name the slot again.
-  const std::uint32_t gen = sw::reserved(word) ? sw::generation(word) : sw::next_generation(sw::generation(word));
+  // Every free advances the generation, a reserved slot's too (no id was
+  // handed out for it, so skipping one costs nothing): no two reservations
+  // of a slot have the same word, so a recoverer's CAS on a dead producer's
+  // reservation can never free a later producer's. And an old task's id
+  // never names the slot again.
+  const std::uint32_t gen = sw::next_generation(sw::generation(word));
   // [R5] acq_rel: acquire the last writer's fields before we release their
   // blocks; release so the next owner, who pops the slot from the free stack,
   // sees it free. Once this CAS succeeds we own the slot exclusively: a free

@@ -112,6 +112,9 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
   // Nobody else writes a running task's fields: its owner is dead, and
   // cancel and peek only touch or read the state word.
   e.release_result(s);
+  // The attempt is over: no watchdog may apply its deadline to the next one
+  // (published to the next claimer by the CAS below).
+  if (s.deadline_ns.load(std::memory_order_relaxed) != 0) s.deadline_ns.store(0, std::memory_order_relaxed);
   if (s.crashes < 255) ++s.crashes;
   s.crash_pid = dead_pid;
   s.crash_reason = reason;
@@ -150,6 +153,7 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
                                      (timed_out ? "time limit exceeded: " : "") + std::string("worker pid ") +
                                      std::to_string(dead_pid) + " " + why.describe() + " on attempt " +
                                      std::to_string(attempts) + " of " + std::to_string(max_attempts);
+      e.release_result(s);  // an earlier turn of this loop may have stored one
       if (e.store_bytes(s, true, msg) != ipc::Arena::AllocResult::kOk) {
         const auto r = e.store_bytes(s, true, std::string_view(msg).substr(0, kInlineResultBytes));
         TASKRING_ASSERT(r == ipc::Arena::AllocResult::kOk);
@@ -413,9 +417,11 @@ WatchdogReport Watchdog::check(Engine& e, std::int64_t now) {
   for (std::uint32_t v = 0; v < hwm; ++v) {
     WorkerEntry& entry = e.worker(v);
     Seen& seen = seen_[v];
-    // Relaxed: informative fields; the state word decides (below).
+    // Relaxed: the state word decides (below).
     const std::uint32_t pid = claim_pid(entry.claim.load(std::memory_order_relaxed));
-    const std::uint32_t index = entry.current_slot.load(std::memory_order_relaxed);
+    // Acquire: pairs with the worker's release store after arm_time_limit,
+    // so the deadline read below is this attempt's.
+    const std::uint32_t index = entry.current_slot.load(std::memory_order_acquire);
     if (pid == 0 || index >= e.slot_count()) {
       seen.word = 0;
       continue;

@@ -86,10 +86,12 @@ class WorkerImpl {
                               std::to_string(o.kill_grace_ns) + " for task '" + std::string(task) +
                               "': must be whole milliseconds, not negative");
     }
-    if (o.retry_backoff_ns < 0 || o.retry_backoff_max_ns < 0) {
+    constexpr std::int64_t kYearNs = 365LL * 24 * 3600 * 1'000'000'000;
+    if (o.retry_backoff_ns < 0 || o.retry_backoff_max_ns < 0 || o.retry_backoff_ns > kYearNs ||
+        o.retry_backoff_max_ns > kYearNs) {
       return invalid_argument("retry_backoff_ns " + std::to_string(o.retry_backoff_ns) + " / retry_backoff_max_ns " +
                               std::to_string(o.retry_backoff_max_ns) + " for task '" + std::string(task) +
-                              "': must not be negative");
+                              "': must be from 0 to 365 days");
     }
     if (!handlers_.emplace(std::string(task), Entry{std::move(h), o}).second) {
       return already_exists("a handler for task '" + std::string(task) + "' is already registered");
@@ -386,10 +388,9 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
       s.max_attempts = static_cast<std::uint8_t>(m != 0 ? m : kDefaultMaxAttempts);
     }
     arm_time_limit(s, start);
-    // Published only now: a watchdog that finds the slot here reads this
-    // attempt's deadline, not the previous one's. Relaxed: watchdogs
-    // re-check the state word before acting.
-    me.current_slot.store(index, std::memory_order_relaxed);
+    // Published only now, with release: a watchdog that finds the slot
+    // here (acquire) reads this attempt's deadline, not the previous one's.
+    me.current_slot.store(index, std::memory_order_release);
     if (last_handler_ == nullptr) {
       ctx_.fail("no handler for task '" + std::string(ctx_.task_name_) + "' in worker " + std::to_string(index_) +
                 " (pid " + std::to_string(ipc::current_pid()) + ")");
@@ -452,6 +453,11 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
     r = engine_->store_bytes(s, true, std::string_view(err).substr(0, kInlineResultBytes));
     TASKRING_ASSERT(r == ipc::Arena::AllocResult::kOk);
   }
+  // The attempt is over: clear its deadline so that no watchdog applies it
+  // to the slot's next attempt (published by the CAS below; a watchdog that
+  // still sees this attempt running may flag it, which only the running
+  // attempt's state word check below then sees).
+  if (s.deadline_ns.load(std::memory_order_relaxed) != 0) s.deadline_ns.store(0, std::memory_order_relaxed);
   const std::int64_t finish = ipc::monotonic_ns();
   s.finish_ns.store(finish, std::memory_order_relaxed);  // published by [R4]
   last_finish_ns_ = finish;
@@ -515,7 +521,11 @@ bool WorkerImpl::retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w, std::
       static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
   // [R8] release: publishes the error and times to the next claimer.
   // Failure: acquire, a canceller changed the word.
-  if (!s.state.compare_exchange_strong(w, next, std::memory_order_release, std::memory_order_acquire)) return false;
+  if (!s.state.compare_exchange_strong(w, next, std::memory_order_release, std::memory_order_acquire)) {
+    // A cancel came first: the task ends here, with no backoff pending.
+    if (s.run_at_ns.load(std::memory_order_relaxed) != 0) s.run_at_ns.store(0, std::memory_order_relaxed);
+    return false;
+  }
   // Our own deque has room for one (we popped the task from it, or it is
   // empty) when the queue ring is full.
   ipc::Ring own = engine_->deque(index_);

@@ -19,28 +19,37 @@ std::atomic<std::uint64_t> g_start_time{0};
 
 void reset_start_time_after_fork() { g_start_time.store(0, std::memory_order_relaxed); }
 
-// Reads /proc/PID/<file> into buf (NUL-terminated); false if unreadable.
+enum class ProcRead { kOk, kGone, kUnknown };
+
+// Reads /proc/PID/<file> into buf (NUL-terminated). kGone only when the
+// kernel says there is no such process (ENOENT, ESRCH, or an empty read);
+// any other failure (out of descriptors or memory, ...) is kUnknown, which
+// callers must not take for a death.
 template <std::size_t N>
-bool read_proc_file(std::uint32_t pid, const char* file, char (&buf)[N]) noexcept {
+ProcRead read_proc_file(std::uint32_t pid, const char* file, char (&buf)[N]) noexcept {
   char path[48];
   std::snprintf(path, sizeof path, "/proc/%u/%s", pid, file);
   const int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? ProcRead::kGone : ProcRead::kUnknown;
   ssize_t n;
   do {
     n = read(fd, buf, N - 1);
   } while (n < 0 && errno == EINTR);
+  const int err = errno;
   close(fd);
-  if (n <= 0) return false;
+  if (n < 0) return err == ESRCH ? ProcRead::kGone : ProcRead::kUnknown;
+  if (n == 0) return ProcRead::kGone;
   buf[n] = '\0';
-  return true;
+  return ProcRead::kOk;
 }
 
 // A process whose main thread exited while others run shows as a zombie
-// in /proc/PID/stat; /proc/PID/status counts its threads.
+// in /proc/PID/stat; /proc/PID/status counts its threads. An unreadable
+// status counts as running: never take a doubt for a death.
 bool other_threads_run(std::uint32_t pid) noexcept {
   char buf[4096];
-  if (!read_proc_file(pid, "status", buf)) return false;
+  const ProcRead r = read_proc_file(pid, "status", buf);
+  if (r != ProcRead::kOk) return r == ProcRead::kUnknown;
   const char* t = std::strstr(buf, "\nThreads:");
   return t != nullptr && std::strtol(t + 9, nullptr, 10) > 1;
 }
@@ -51,7 +60,11 @@ ProcessStat read_process_stat(std::uint32_t pid) noexcept {
   ProcessStat st;
   if (pid == 0) return st;
   char buf[1024];
-  if (!read_proc_file(pid, "stat", buf)) return st;
+  const ProcRead r = read_proc_file(pid, "stat", buf);
+  if (r != ProcRead::kOk) {
+    st.unknown = r == ProcRead::kUnknown;
+    return st;
+  }
   // Field 2 (comm) is in parentheses and may hold spaces and ')': the
   // fields after it start after the last ')'.
   const char* p = std::strrchr(buf, ')');
@@ -89,6 +102,7 @@ std::uint64_t current_start_time() noexcept {
 bool process_running(std::uint32_t pid, std::uint64_t start_time) noexcept {
   if (pid == 0) return false;
   const ProcessStat st = read_process_stat(pid);
+  if (st.unknown) return true;  // could not look: never take a doubt for a death
   if (!st.exists) {
     // No /proc entry: gone, unless /proc itself is unreadable here; then
     // fall back to kill(2), which cannot tell a zombie or a reused pid.

@@ -13,6 +13,7 @@ namespace taskring::ipc {
 
 struct ProcessStat {
   bool exists = false;       // /proc/PID/stat could be read
+  bool unknown = false;      // it could not be read for another reason than the process being gone
   char state = '?';          // R, S, D, Z (zombie: exited, not yet reaped), X, ...
   std::uint64_t start_time = 0;  // clock ticks after boot
   int exit_status = -1;      // a waitpid() status, for a zombie; -1 if unknown
@@ -28,7 +29,9 @@ std::uint64_t current_start_time() noexcept;
 
 // True if the process that had `pid` and started at `start_time` is still
 // running: it exists, is not a zombie, and (if start_time != 0) started at
-// that time, so a reused pid reads as dead. False for pid 0.
+// that time, so a reused pid reads as dead. False for pid 0. True when
+// /proc cannot be read for another reason than the process being gone
+// (out of descriptors, say): recovery must never act on a doubt.
 bool process_running(std::uint32_t pid, std::uint64_t start_time) noexcept;
 
 }  // namespace taskring::ipc
