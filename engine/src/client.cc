@@ -712,9 +712,7 @@ Status Client::requeue(TaskId id) {
     }
     // Fresh attempts, a new tag; the worker that runs it replaces the old
     // error when it completes. [R8] release: as a retry.
-    const std::uint64_t next =
-        sw::next_tag(w & ~(sw::kStateMask | sw::kAttemptMask | sw::kCancelReq | sw::kTimedOut)) |
-        static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+    const std::uint64_t next = sw::requeued(w & ~sw::kAttemptMask);
     if (s->state.compare_exchange_weak(w, next, std::memory_order_release, std::memory_order_acquire)) {
       if (!e.push_ref(id.slot(), next, nullptr)) {
         // The queue ring is full: the audit finds it unnamed and requeues it.

@@ -338,8 +338,8 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
   s.finish_ns.store(0, std::memory_order_relaxed);
   // Only a delayed task that never ran still has one (a claim clears it):
   // submit writes line 2 only for delayed tasks.
-  if (s.run_at_ns.load(std::memory_order_relaxed) != 0) s.run_at_ns.store(0, std::memory_order_relaxed);
-  if (s.time_limit_ms.load(std::memory_order_relaxed) != 0) s.time_limit_ms.store(0, std::memory_order_relaxed);
+  clear_if_set(s.run_at_ns);
+  clear_if_set(s.time_limit_ms);
 }
 
 bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {

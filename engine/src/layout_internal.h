@@ -165,6 +165,13 @@ constexpr std::uint64_t next_tag(std::uint64_t w) noexcept {
 constexpr std::uint64_t make_free(std::uint32_t generation, std::uint64_t w = 0) noexcept {
   return (std::uint64_t{generation} << 32) | (w & kTagMask);
 }
+// `w` (a running or failed task) put back in its queue: pending and
+// queued under the next tag, no owner, its cancel and timed-out flags
+// cleared; generation, attempts and released bit kept.
+constexpr std::uint64_t requeued(std::uint64_t w) noexcept {
+  return next_tag(w & ~(kOwnerMask | kStateMask | kCancelReq | kTimedOut)) |
+         static_cast<std::uint64_t>(TaskState::kPending) | kQueued;
+}
 constexpr bool reserved(std::uint64_t w) noexcept { return (w & kStateMask) == kReservedState; }
 // True if the word holds a task (pending, running or terminal): not free,
 // not reserved, not an invalid state value.
@@ -331,6 +338,14 @@ constexpr std::uint32_t claim_recoverer(std::uint64_t c) noexcept {
 // True if the entry is neither free nor being recovered.
 constexpr bool claim_owned(std::uint64_t c) noexcept { return claim_pid(c) != 0; }
 constexpr std::uint32_t claim_incarnation(std::uint64_t c) noexcept { return static_cast<std::uint32_t>(c >> 32); }
+// Stores 0 into a field that is usually 0 already, only when it is not:
+// a read leaves the cache line shared, where a store would take it over.
+template <typename T>
+inline void clear_if_set(std::atomic<T>& field) noexcept {
+  // Relaxed: callers hold the task; what publishes the fields publishes this.
+  if (field.load(std::memory_order_relaxed) != 0) field.store(0, std::memory_order_relaxed);
+}
+
 // ExitReason in 32 bits: [kind:8 | code:8]; 0 is "unknown".
 constexpr std::uint32_t encode_exit(std::uint8_t kind, int code) noexcept {
   return (std::uint32_t{kind} << 8) | (static_cast<std::uint32_t>(code) & 0xFF);

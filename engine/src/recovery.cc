@@ -114,7 +114,7 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
   e.release_result(s);
   // The attempt is over: no watchdog may apply its deadline to the next one
   // (published to the next claimer by the CAS below).
-  if (s.deadline_ns.load(std::memory_order_relaxed) != 0) s.deadline_ns.store(0, std::memory_order_relaxed);
+  clear_if_set(s.deadline_ns);
   if (s.crashes < 255) ++s.crashes;
   s.crash_pid = dead_pid;
   s.crash_reason = reason;
@@ -130,9 +130,7 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
     const bool timed_out = (w & sw::kTimedOut) != 0;
     const bool cancel = (w & sw::kCancelReq) != 0 && !timed_out;
     if (!cancel && !poison && attempts < max_attempts) {
-      const std::uint64_t next =
-          sw::next_tag(w & ~(sw::kOwnerMask | sw::kStateMask | sw::kCancelReq | sw::kTimedOut)) |
-          static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+      const std::uint64_t next = sw::requeued(w);
       // [R8] release: publishes the crash fields to the next claimer (its
       // claim CAS acquires the word). Failure: acquire, a cancel changed it.
       if (s.state.compare_exchange_weak(w, next, std::memory_order_release, std::memory_order_acquire)) {

@@ -359,8 +359,8 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
   }
   bump(me.counters[q][kCounterClaimed]);
   // A delayed task's start time has come; clear it so that a retry or the
-  // slot's next task starts from no delay. Relaxed: we hold the task.
-  if (s.run_at_ns.load(std::memory_order_relaxed) != 0) s.run_at_ns.store(0, std::memory_order_relaxed);
+  // slot's next task starts from no delay.
+  clear_if_set(s.run_at_ns);
   const std::int64_t start = start_ns != 0 ? start_ns : ipc::monotonic_ns();
   s.start_ns.store(start, std::memory_order_relaxed);  // published by [R4]
   heartbeat(start);
@@ -457,7 +457,7 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
   // to the slot's next attempt (published by the CAS below; a watchdog that
   // still sees this attempt running may flag it, which only the running
   // attempt's state word check below then sees).
-  if (s.deadline_ns.load(std::memory_order_relaxed) != 0) s.deadline_ns.store(0, std::memory_order_relaxed);
+  clear_if_set(s.deadline_ns);
   const std::int64_t finish = ipc::monotonic_ns();
   s.finish_ns.store(finish, std::memory_order_relaxed);  // published by [R4]
   last_finish_ns_ = finish;
@@ -516,14 +516,12 @@ bool WorkerImpl::retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w, std::
   }
   // Pending again under a new tag, keeping the attempt count and the error
   // (the result) of this attempt for observers.
-  const std::uint64_t next =
-      sw::next_tag(w & ~(sw::kOwnerMask | sw::kStateMask | sw::kCancelReq | sw::kTimedOut)) |
-      static_cast<std::uint64_t>(TaskState::kPending) | sw::kQueued;
+  const std::uint64_t next = sw::requeued(w);
   // [R8] release: publishes the error and times to the next claimer.
   // Failure: acquire, a canceller changed the word.
   if (!s.state.compare_exchange_strong(w, next, std::memory_order_release, std::memory_order_acquire)) {
     // A cancel came first: the task ends here, with no backoff pending.
-    if (s.run_at_ns.load(std::memory_order_relaxed) != 0) s.run_at_ns.store(0, std::memory_order_relaxed);
+    clear_if_set(s.run_at_ns);
     return false;
   }
   // Our own deque has room for one (we popped the task from it, or it is
