@@ -43,4 +43,18 @@ build build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTASKRING_SANITIZE=thread -D
 # setarch -R runs the tests without address randomisation.
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=7 \
   setarch "$(uname -m)" -R ctest --test-dir build/tsan --output-on-failure --no-tests=error -j "$jobs" -L concurrency
+echo "== fuzz: log reader (30 s)"
+# libFuzzer needs clang++: tests/fuzz is a project of its own, built from the
+# few sources the log reader needs, with ASan and UBSan. The seed corpus is
+# generated (encoded records, small log files); a crash fails the script and
+# leaves its input as build/fuzz/crash-*.
+cmake -S "$root/tests/fuzz" -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/fuzz -j "$jobs"
+rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus
+build/fuzz/make_log_corpus build/fuzz/corpus
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  build/fuzz/log_reader_fuzz -max_total_time=30 -timeout=10 -max_len=8192 -print_final_stats=1 \
+  -artifact_prefix=build/fuzz/ build/fuzz/corpus 2>build/fuzz/fuzz.log ||
+  { tail -n 60 build/fuzz/fuzz.log; echo "== fuzz: log reader FAILED (input in build/fuzz/crash-*)"; exit 1; }
+grep '^stat::number_of_executed_units' build/fuzz/fuzz.log
 echo "== all test builds passed"
