@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common.h"
+#include "log_commands.h"
 #include "segment_commands.h"
 #include "task_commands.h"
 #include "worker_command.h"
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   add_segment_commands(app, action);
   add_task_commands(app, action);
   add_worker_command(app, action);
+  add_log_commands(app, action);
 
   if (argc <= 1) {
     std::fputs(app.help().c_str(), stderr);
