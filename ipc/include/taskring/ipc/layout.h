@@ -129,4 +129,55 @@ inline constexpr std::size_t arena_control_bytes() {
   return (sizeof(ArenaControl) + kArenaUnit - 1) / kArenaUnit * kArenaUnit;
 }
 
+// ---- Journal ---------------------------------------------------------------
+// A journal section is a JournalControl followed by `capacity` JournalCells:
+// a bounded MPSC log of fixed-size records (journal.h has the protocol).
+// A cell word is [lap:40 | state:2 | pid:22].
+inline constexpr std::size_t kJournalBodyBytes = 56;
+
+struct alignas(kFalseSharingRange) JournalControl {
+  // Next position to reserve; every writer CASes it.
+  alignas(kFalseSharingRange) std::atomic<std::uint64_t> tail;
+  // Next position the reader will read; only the reader stores it.
+  alignas(kFalseSharingRange) std::atomic<std::uint64_t> head;
+  // Every position below it is on disk (or covered by a snapshot that is);
+  // the reader stores it, durable waiters park on durable_seq.
+  alignas(kFalseSharingRange) std::atomic<std::uint64_t> durable;
+  std::atomic<std::uint32_t> durable_seq;
+  std::atomic<std::uint32_t> durable_waiters;
+  // Writers waiting for room park on space_seq; the reader bumps it after
+  // freeing cells when space_waiters != 0.
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> space_seq;
+  std::atomic<std::uint32_t> space_waiters;
+  // Events that found the journal full and were not written (best-effort).
+  std::atomic<std::uint64_t> dropped;
+  // Reservations whose cell the reader skipped before they were written.
+  std::atomic<std::uint64_t> lost;
+  // The reader parks on data_seq with reader_parked = 1; a writer that
+  // commits CASes reader_parked 1 -> 0 and bumps data_seq.
+  alignas(kFalseSharingRange) std::atomic<std::uint32_t> data_seq;
+  std::atomic<std::uint32_t> reader_parked;
+  // Who reads: pid 0 = nobody. Taken by CAS from 0 or from a dead reader.
+  std::atomic<std::uint32_t> reader_pid;
+  std::uint32_t reserved0;
+  std::atomic<std::uint64_t> reader_start_time;  // /proc start time of reader_pid
+  std::atomic<std::uint64_t> reader_heartbeat_ns;  // CLOCK_MONOTONIC of its last loop turn
+  // Fixed at format time: cells (a power of two), validated on attach.
+  alignas(kFalseSharingRange) std::uint64_t capacity;
+  std::uint64_t reserved1[15];
+};
+static_assert(sizeof(JournalControl) == 6 * kFalseSharingRange);
+static_assert(offsetof(JournalControl, head) == kFalseSharingRange);
+static_assert(offsetof(JournalControl, capacity) == 5 * kFalseSharingRange);
+
+struct alignas(kCacheLineSize) JournalCell {
+  std::atomic<std::uint64_t> word;
+  std::uint8_t body[kJournalBodyBytes];
+};
+static_assert(sizeof(JournalCell) == kCacheLineSize);
+
+inline constexpr std::size_t journal_bytes(std::uint64_t capacity) {
+  return sizeof(JournalControl) + capacity * sizeof(JournalCell);
+}
+
 }  // namespace taskring::ipc
