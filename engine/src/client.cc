@@ -9,12 +9,16 @@
 
 #include "engine_internal.h"
 #include "recovery_internal.h"
+#include "seqlock_internal.h"
 #include "taskring/ipc/futex.h"
 
 namespace taskring {
 
 using detail::Engine;
 using detail::TaskSlot;
+using detail::racy_copy;
+using detail::racy_copy_result;
+using detail::racy_read;
 namespace sw = detail::sw;
 
 namespace {
@@ -98,6 +102,11 @@ Result<std::uint32_t> check_options(const Engine& e, const SubmitOptions& o) {
   if (o.max_crashes > 255) {
     return invalid_argument("max_crashes " + std::to_string(o.max_crashes) +
                             ": must be 1 to 255, or 0 for the default " + std::to_string(kDefaultMaxCrashes));
+  }
+  if (o.durable && !e.journaling()) {
+    return failed_precondition("durable submit: segment '" + e.segment().name() +
+                               "' has no journal (create it with journal best-effort or durable, "
+                               "taskring init --journal durable)");
   }
   if (o.max_attempts > kMaxAttemptsLimit) {
     return invalid_argument("max_attempts " + std::to_string(o.max_attempts) + ": must be 1 to " +
@@ -241,7 +250,7 @@ bool unpublish(Engine& e, std::uint32_t index, std::uint64_t published) {
   for (;;) {
     if (sw::tag(w) != sw::tag(published) || sw::generation(w) != sw::generation(published)) return false;
     if (sw::state(w) != TaskState::kPending) break;
-    if (e.free_slot(index, w)) return true;  // on failure w is the new word
+    if (e.free_slot(index, w, log::FreeReason::kWithdrawn)) return true;  // on failure w is the new word
   }
   e.drop_queued(sw::ref(index, w));
   return true;
@@ -275,10 +284,15 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   std::int64_t submit_ns = 0;
   TASKRING_RETURN_IF_ERROR(fill_slot(e, *index, *queue, o, task, payload, deadline, submit_ns));
   const std::uint64_t published = publish_pending(e, *index, o);
+  const TaskId id = TaskId::make(*index, sw::generation(published));
+  // Journalled before the push, so the kStarted of the worker that pops it
+  // comes after it. A durable submit's event is never dropped.
+  const std::uint64_t pos = e.journal_event(log::RecordType::kSubmitted, *index, published, 0, o.durable);
   if (delayed(o) && e.push_ref(*index, published, nullptr, submit_ns)) {
     // Into the timer ring (or its queue ring, if the time has already come).
     e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);  // statistics
-    return TaskId::make(*index, sw::generation(published));
+    if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, deadline_from(o.timeout_ns), id));
+    return id;
   }
   ipc::Ring ring = e.ring(*queue, o.priority);
   bool first = true;
@@ -296,7 +310,8 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   // Relaxed: a statistics counter; readers want an approximate total.
   e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);
   e.notify_work(*queue, 1);
-  return TaskId::make(*index, sw::generation(published));
+  if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, deadline_from(o.timeout_ns), id));
+  return id;
 }
 
 Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::span<TaskId> ids,
@@ -314,6 +329,8 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
   constexpr std::size_t kChunk = 64;
   std::uint32_t chunk[kChunk];        // ring values, [tag | slot]
   std::uint64_t published[kChunk];    // the words they were published with
+  std::uint32_t slots[kChunk];        // their slots
+  std::uint64_t last_pos = detail::kNoJournalPos;  // journal position of the last kSubmitted
   std::size_t done = 0;
   Status stop;
   while (done < tasks.size() && stop.is_ok()) {
@@ -343,8 +360,12 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
       published[n] = publish_pending(e, *index, o);
       ids[done + n] = TaskId::make(*index, sw::generation(published[n]));
       chunk[n] = sw::ref(*index, published[n]);
+      slots[n] = *index;
       ++n;
     }
+    // One reservation for the chunk, before the push (as in submit).
+    const std::uint64_t pos = e.journal_events(log::RecordType::kSubmitted, slots, published, n, 0, o.durable);
+    if (pos != detail::kNoJournalPos) last_pos = pos;
     std::size_t pushed = 0;
     // Delayed tasks go to the timer ring one by one (it has room for all).
     while (delayed(o) && pushed < n && e.push_ref(sw::ref_slot(chunk[pushed]), published[pushed], nullptr, submit_ns)) {
@@ -377,57 +398,13 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
     done += pushed;
   }
   if (done == 0 && !stop.is_ok()) return stop;
+  if (o.durable && done > 0) {
+    TASKRING_RETURN_IF_ERROR(e.wait_durable(last_pos, deadline_from(o.timeout_ns), ids[done - 1]));
+  }
   return done;
 }
 
 namespace {
-
-// peek is a seqlock reader: it copies plain fields of a slot it does not
-// own and keeps the copy only if the state word did not change meanwhile.
-// A copy that raced with the slot's reuse is discarded, so the race is
-// benign by design; these readers are left out of ThreadSanitizer's
-// instrumentation (it cannot see the validation), and use volatile so the
-// compiler reads each byte once and keeps no copy in registers.
-#if defined(__SANITIZE_THREAD__)
-#define TASKRING_SEQLOCK_READER __attribute__((no_sanitize("thread"), noinline))
-#else
-#define TASKRING_SEQLOCK_READER
-#endif
-
-template <typename T>
-TASKRING_SEQLOCK_READER T racy_read(const T& field) {
-  return *static_cast<const volatile T*>(&field);
-}
-
-TASKRING_SEQLOCK_READER void racy_copy(std::string& out, const void* src, std::size_t n) {
-  out.resize(n);
-#if defined(__SANITIZE_THREAD__)
-  const auto* from = static_cast<const volatile char*>(src);
-  for (std::size_t i = 0; i < n; ++i) out[i] = from[i];
-#else
-  // The bytes cannot tear in a way that matters: a copy the caller does not
-  // validate is discarded. memcpy keeps large results fast.
-  if (n != 0) std::memcpy(out.data(), src, n);
-#endif
-}
-
-// The result bytes of `s`, copied racily; false if the recorded length or
-// block is out of bounds (then nothing is read).
-bool racy_copy_result(const Engine& e, const TaskSlot& s, std::string& out) {
-  const std::uint32_t len = racy_read(s.result_len);
-  const std::uint32_t block = racy_read(s.result_block);
-  if (block == detail::kNoBlock) {
-    if (len > detail::kInlineResultBytes) return false;
-    racy_copy(out, s.inline_result, len);
-    return true;
-  }
-  // A block's header is written once, when the block is first cut, before
-  // any slot can name it: resolve never races with a header write.
-  const std::span<std::byte> data = e.arena().resolve(block);
-  if (data.empty() || len > data.size()) return false;
-  racy_copy(out, data.data(), len);
-  return true;
-}
 
 // The finish time of the task in `s` (state word `w`): the worker's, or for
 // a task cancelled before it ran, the winning canceller's stamp.
@@ -505,7 +482,7 @@ Result<std::optional<TaskOutcome>> Client::try_get(TaskId id) {
     // is freed, and the generation in the word rules out a reuse in
     // between, so a successful CAS vouches for the copy.
     auto out = copy_outcome(e, *s, id, w, true);
-    if (!e.free_slot(id.slot(), w)) continue;  // another reader or a release won; w is the new word
+    if (!e.free_slot(id.slot(), w, log::FreeReason::kConsumed)) continue;  // another reader or a release won; w is the new word
     if (!out) return out.status();
     return std::optional<TaskOutcome>(std::move(out).value());
   }
@@ -628,6 +605,7 @@ Result<CancelOutcome> Client::cancel(TaskId id) {
       // is ordered before notify_done's waiter check ([S5]).
       if (s->state.compare_exchange_weak(w, sw::with_state(w, TaskState::kCancelled), std::memory_order_seq_cst,
                                          std::memory_order_acquire)) {
+        e.journal_event(log::RecordType::kCancelled, id.slot(), sw::with_state(w, TaskState::kCancelled));
         // A delayed task's name waits in the timer ring until its time: make
         // the timer scan due now, so that it drops the name and frees the
         // slot once released, instead of holding it until the old run time.
@@ -661,7 +639,7 @@ Status Client::release(TaskId id) {
       return gone(id);
     }
     if (is_terminal(sw::state(w)) && (w & sw::kQueued) == 0) {
-      if (e.free_slot(id.slot(), w)) return Status::ok();
+      if (e.free_slot(id.slot(), w, log::FreeReason::kReleased)) return Status::ok();
     } else if (s->state.compare_exchange_weak(w, w | sw::kReleased, std::memory_order_acq_rel,
                                               std::memory_order_acquire)) {
       return Status::ok();  // the worker or the popper frees it
@@ -695,7 +673,7 @@ Status Client::purge(TaskId id) {
       return failed_precondition("task " + to_string(id) + " is " + std::string(state_name(sw::state(w))) +
                                  ": only a failed task (a dead letter) can be purged");
     }
-    if (e.free_slot(id.slot(), w)) return Status::ok();  // on failure w is the new word
+    if (e.free_slot(id.slot(), w, log::FreeReason::kPurged)) return Status::ok();  // on failure w is the new word
   }
 }
 
@@ -714,6 +692,7 @@ Status Client::requeue(TaskId id) {
     // error when it completes. [R8] release: as a retry.
     const std::uint64_t next = sw::requeued(w & ~sw::kAttemptMask);
     if (s->state.compare_exchange_weak(w, next, std::memory_order_release, std::memory_order_acquire)) {
+      e.journal_event(log::RecordType::kRequeued, id.slot(), next, static_cast<std::uint32_t>(log::RequeueReason::kManual));
       if (!e.push_ref(id.slot(), next, nullptr)) {
         // The queue ring is full: the audit finds it unnamed and requeues it.
         e.control().next_audit_ns.store(0, std::memory_order_relaxed);  // relaxed: a hint
@@ -724,3 +703,47 @@ Status Client::requeue(TaskId id) {
 }
 
 }  // namespace taskring
+
+namespace taskring::detail {
+
+Result<TaskId> restore_finished(Engine& e, const log::TaskSpec& spec, TaskState state, std::uint32_t attempts,
+                                std::string_view result, std::int64_t finish_ns) {
+  TASKRING_ASSERT(is_terminal(state));
+  TASKRING_RETURN_IF_ERROR(check_task(e, spec.name, spec.payload));
+  SubmitOptions o;
+  o.queue = spec.queue;
+  o.priority = static_cast<Priority>(spec.priority & 3);
+  o.on_full = FullPolicy::kFail;
+  o.max_attempts = spec.max_attempts;
+  o.max_crashes = spec.max_crashes;
+  auto queue = check_options(e, o);
+  if (!queue) return queue.status();
+  if (result.size() > e.config().max_payload) {
+    return invalid_argument("result of " + std::to_string(result.size()) + " bytes: above max_payload " +
+                            std::to_string(e.config().max_payload) + " of segment '" + e.segment().name() + "'");
+  }
+  std::int64_t deadline = 0;
+  auto index = allocate_slot(e, o, deadline);
+  if (!index) return index.status();
+  std::int64_t submit_ns = 0;
+  TASKRING_RETURN_IF_ERROR(fill_slot(e, *index, *queue, o, spec.name, spec.payload, deadline, submit_ns));
+  TaskSlot& s = e.slot(*index);
+  if (e.store_bytes(s, true, result) != ipc::Arena::AllocResult::kOk) {
+    e.release_blocks(s);
+    unreserve(e, *index);
+    return resource_exhausted("no room in the payload area for a restored result of " + std::to_string(result.size()) +
+                              " bytes");
+  }
+  s.start_ns.store(submit_ns, std::memory_order_relaxed);  // published by the store below
+  s.finish_ns.store(finish_ns, std::memory_order_relaxed);
+  // Relaxed: we own the slot; the word is only read for its tag.
+  const std::uint64_t w = s.state.load(std::memory_order_relaxed);
+  const std::uint64_t next = sw::next_tag(sw::make_free(sw::generation(w), w)) | static_cast<std::uint64_t>(state) |
+                             (std::uint64_t{std::min<std::uint32_t>(attempts, 255)} << sw::kAttemptShift);
+  // Release, as [R3]: publishes the slot's fields to readers ([A3]).
+  s.state.store(next, std::memory_order_release);
+  e.journal_event(log::RecordType::kSubmitted, *index, next, 0, true);
+  return TaskId::make(*index, sw::generation(next));
+}
+
+}  // namespace taskring::detail

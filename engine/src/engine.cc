@@ -39,6 +39,7 @@ ipc::CreateOptions layout_for(const EngineConfig& c, bool replace) {
       {kSecDeques, static_cast<std::uint32_t>(ring_stride(c.deque_capacity)), c.max_workers},
       {kSecTimers, 1, ring_stride(timer_capacity(c.slots))},
   };
+  if (c.journal != JournalMode::kOff) o.sections.push_back({kSecJournal, 1, ipc::journal_bytes(c.journal_capacity)});
   return o;
 }
 
@@ -58,6 +59,12 @@ Status Engine::format(ipc::Segment& seg, const EngineConfig& c) {
   control->inline_result_bytes = kInlineResultBytes;
   control->mode = c.mode;
   control->result_ttl_ns = c.result_ttl_ns;
+  control->journal_mode = static_cast<std::uint32_t>(c.journal);
+  control->journal_capacity = c.journal_capacity;
+  if (c.journal != JournalMode::kOff) {
+    ipc::Journal::format(reinterpret_cast<ipc::JournalControl*>(seg.section_bytes(kSecJournal).data()),
+                         c.journal_capacity);
+  }
 
   auto* queues = reinterpret_cast<QueueEntry*>(seg.section_bytes(kSecQueues).data());
   for (std::size_t i = 0; i < c.queues.size(); ++i) {
@@ -160,6 +167,8 @@ Status Engine::bind(ipc::Access) {
   config_.deque_capacity = c.deque_capacity;
   config_.mode = c.mode;
   config_.result_ttl_ns = c.result_ttl_ns;
+  config_.journal = static_cast<JournalMode>(c.journal_mode);
+  config_.journal_capacity = c.journal_capacity;
   if (c.queue_count == 0 || c.queue_count > kMaxQueues) {
     return data_loss(who + ": queue count " + std::to_string(c.queue_count) + " outside 1.." +
                      std::to_string(kMaxQueues));
@@ -222,6 +231,15 @@ Status Engine::bind(ipc::Access) {
     return data_loss(who + ": the payload area records " + std::to_string(ac->area_units) +
                      " units, the config says " + std::to_string(c.payload_area_units));
   }
+  if (config_.journal != JournalMode::kOff) {
+    auto* jc = reinterpret_cast<ipc::JournalControl*>(seg_.section_bytes(kSecJournal).data());
+    if (jc->capacity != c.journal_capacity) {
+      return data_loss(who + ": the journal records capacity " + std::to_string(jc->capacity) +
+                       ", the config says " + std::to_string(c.journal_capacity));
+    }
+    journal_ = ipc::Journal(jc, c.journal_capacity);
+  }
+  journal_mode_ = config_.journal;
   free_slots_ = ipc::FreeStack(reinterpret_cast<ipc::FreeStackHead*>(seg_.section_bytes(kSecSlotFree).data()),
                                reinterpret_cast<std::byte*>(&slots_[0].next_free), sizeof(TaskSlot), slot_count_);
   arena_ = ipc::Arena(reinterpret_cast<ipc::ArenaControl*>(seg_.section_bytes(kSecArena).data()),
@@ -342,7 +360,7 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
   clear_if_set(s.time_limit_ms);
 }
 
-bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {
+bool Engine::free_slot(std::uint32_t index, std::uint64_t& word, log::FreeReason why) noexcept {
   TaskSlot& s = slots_[index];
   // Every free advances the generation, a reserved slot's too (no id was
   // handed out for it, so skipping one costs nothing): no two reservations
@@ -358,10 +376,60 @@ bool Engine::free_slot(std::uint32_t index, std::uint64_t& word) noexcept {
                                        std::memory_order_acquire)) {
     return false;  // acquire on failure: the caller re-examines the new word, as [A3]
   }
+  // Journalled before the push: once the slot is on the free stack a new
+  // task may take it, and its kSubmitted must come after our kFreed.
+  if (!sw::reserved(word)) journal_event(log::RecordType::kFreed, index, sw::make_free(gen, word), static_cast<std::uint32_t>(why));
   release_blocks(s);
   free_slots_.push(index);
   notify_space();
   return true;
+}
+
+std::uint64_t Engine::journal_events(log::RecordType type, const std::uint32_t* index, const std::uint64_t* word,
+                                     std::size_t n, std::uint32_t aux, bool keep) noexcept {
+  if (journal_mode_ == JournalMode::kOff || n == 0) return kNoJournalPos;
+  const bool wait = keep || journal_mode_ == JournalMode::kDurable;
+  const auto count = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, journal_.capacity()));
+  std::uint64_t first = 0;
+  ipc::Backoff backoff;
+  while (!journal_.try_reserve(count, first)) {
+    if (!wait || closing()) {
+      journal_.add_dropped(n);
+      return kNoJournalPos;
+    }
+    if (!backoff.pause()) journal_.wait_for_space(10'000'000);  // re-check closing every 10 ms
+  }
+  JournalEvent ev{};
+  ev.pid = ipc::current_pid();
+  ev.type = static_cast<std::uint8_t>(type);
+  ev.aux = aux;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    ev.word = word[i];
+    ev.slot = index[i];
+    journal_.write(first + i, &ev, sizeof ev);  // false: skipped, and the sidecar resyncs
+  }
+  if (count < n) return journal_events(type, index + count, word + count, n - count, aux, keep);
+  return first + count - 1;
+}
+
+Status Engine::wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id) noexcept {
+  if (pos == kNoJournalPos) return Status::ok();
+  ipc::Backoff backoff;
+  for (;;) {
+    if (journal_.is_durable(pos)) return Status::ok();
+    if (closing()) return failed_precondition("segment '" + seg_.name() + "' is closing");
+    const std::int64_t now = ipc::monotonic_ns();
+    if (now >= deadline) {
+      // Relaxed: for the message only.
+      const std::uint32_t reader = journal_.control().reader_pid.load(std::memory_order_relaxed);
+      return deadline_exceeded("task " + to_string(id) + " is not on disk yet: " +
+                               (reader == 0 ? "no sidecar serves segment '" + seg_.name() +
+                                                  "' (start one: taskring sidecar --segment " + seg_.name() + " --log-dir DIR)"
+                                            : "the sidecar (pid " + std::to_string(reader) + ") is behind"));
+    }
+    if (backoff.pause()) continue;
+    journal_.wait_durable(pos, std::min<std::int64_t>(deadline - now, 100'000'000));
+  }
 }
 
 bool Engine::drop_queued(std::uint32_t ref) noexcept {
@@ -373,7 +441,7 @@ bool Engine::drop_queued(std::uint32_t ref) noexcept {
     if ((w & sw::kQueued) == 0 || sw::state(w) == TaskState::kPending || sw::reserved(w)) return false;
     if (sw::tag(w) != sw::ref_tag(ref)) return false;  // a stale name: the queued bit is not ours
     if ((w & sw::kReleased) != 0 && is_terminal(sw::state(w))) {
-      if (free_slot(index, w)) return true;
+      if (free_slot(index, w, log::FreeReason::kReleased)) return true;
     } else if (s.state.compare_exchange_weak(w, w & ~sw::kQueued, std::memory_order_acq_rel,
                                              std::memory_order_acquire)) {
       // acq_rel: as [R5]; the reader that frees the slot later sees our view.

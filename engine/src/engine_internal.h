@@ -17,8 +17,10 @@
 #include "taskring/base/status.h"
 #include "taskring/ipc/arena.h"
 #include "taskring/ipc/free_stack.h"
+#include "taskring/ipc/journal.h"
 #include "taskring/ipc/ring.h"
 #include "taskring/ipc/segment.h"
+#include "taskring/log.h"
 #include "taskring/options.h"
 #include "taskring/task.h"
 
@@ -81,9 +83,36 @@ class Engine {
   void release_result(TaskSlot& s) noexcept;
   // Frees slot `index` whose state word is `word` (terminal or pending-never-
   // published): CAS to free with the next generation, release its blocks,
-  // push it on the free stack. Returns false if the CAS lost (someone else
-  // changed the word); `word` then holds the current value.
-  bool free_slot(std::uint32_t index, std::uint64_t& word) noexcept;
+  // push it on the free stack, and journal kFreed with `why` (not for a
+  // reservation, which was never a task). Returns false if the CAS lost
+  // (someone else changed the word); `word` then holds the current value.
+  bool free_slot(std::uint32_t index, std::uint64_t& word, log::FreeReason why) noexcept;
+
+  // ---- The journal (docs/durability.md). Every task state change that the
+  // log records is journalled by the process that made it, right after its
+  // CAS. All are no-ops, returning kNoJournalPos, when the journal is off.
+  bool journaling() const noexcept { return journal_mode_ != JournalMode::kOff; }
+  ipc::Journal& journal() noexcept { return journal_; }
+  const ipc::Journal& journal() const noexcept { return journal_; }
+  // Journals one event: `type` (log::RecordType kSubmitted..kFreed) for slot
+  // `index`, whose word is now `word`. A full journal drops the event and
+  // counts it (best-effort) or waits for room (durable mode, or `keep`).
+  // Returns its position, or kNoJournalPos if it was dropped or the journal
+  // is off. May block (waiting for room).
+  std::uint64_t journal_event(log::RecordType type, std::uint32_t index, std::uint64_t word, std::uint32_t aux = 0,
+                              bool keep = false) noexcept {
+    if (journal_mode_ == JournalMode::kOff) return kNoJournalPos;
+    return journal_events(type, &index, &word, 1, aux, keep);
+  }
+  // Journals `n` events of one type in one reservation; returns the
+  // position of the last (or kNoJournalPos).
+  std::uint64_t journal_events(log::RecordType type, const std::uint32_t* index, const std::uint64_t* word,
+                               std::size_t n, std::uint32_t aux, bool keep) noexcept;
+  // Waits until journal position `pos` is durable (the sidecar published
+  // it), up to `deadline` (CLOCK_MONOTONIC; INT64_MAX: no limit). Errors:
+  // deadline exceeded (naming the sidecar's state), failed precondition
+  // when the segment closes. May block.
+  Status wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id) noexcept;
 
   // For a popped ring value (sw::ref) whose task is no longer pending
   // (cancelled while queued): clears the queued bit, and frees the slot if
@@ -138,11 +167,20 @@ class Engine {
   std::byte* timers_ = nullptr;
   ipc::FreeStack free_slots_;
   ipc::Arena arena_;
+  ipc::Journal journal_;
+  JournalMode journal_mode_ = JournalMode::kOff;
   std::uint32_t slot_count_ = 0;
   std::uint32_t queue_count_ = 0;
   std::uint32_t max_workers_ = 0;
   std::uint64_t ring_stride_ = 0;
   std::uint64_t deque_stride_ = 0;
 };
+
+// Stores a finished task (from the durable log, during recovery) in a new
+// slot of `e`, readable and expiring like any finished task. The task's
+// kSubmitted event carries its terminal word. Errors: the submit checks'
+// (name, payload, queue); kResourceExhausted when full. Defined in client.cc.
+Result<TaskId> restore_finished(Engine& e, const log::TaskSpec& spec, TaskState state, std::uint32_t attempts,
+                                std::string_view result, std::int64_t finish_ns);
 
 }  // namespace taskring::detail

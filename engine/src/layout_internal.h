@@ -18,7 +18,7 @@
 
 namespace taskring::detail {
 
-inline constexpr std::uint32_t kLayoutVersion = 5;
+inline constexpr std::uint32_t kLayoutVersion = 6;
 
 // Section ids in the segment directory.
 enum SectionId : std::uint32_t {
@@ -31,8 +31,8 @@ enum SectionId : std::uint32_t {
   kSecWorkers = 7,  // WorkerEntry[max_workers]
   kSecDeques = 8,   // max_workers rings of deque_capacity cells
   kSecTimers = 9,   // one ring of timer_capacity(slot_count) cells: delayed tasks
-  // Reserved for the next issues: 10 journal ring (sidecar), 11 dead-letter
-  // queue. Adding them bumps kLayoutVersion.
+  kSecJournal = 10, // JournalControl + journal_capacity cells; only when the journal is on
+  // Reserved: 11 dead-letter queue. Adding it bumps kLayoutVersion.
 };
 
 // The timer ring holds every delayed task's name at most once, plus stale
@@ -58,7 +58,9 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   std::uint32_t mode;
   std::uint32_t inline_result_bytes;  // kInlineResultBytes, checked on attach
   std::uint64_t result_ttl_ns;        // EngineConfig::result_ttl_ns
-  std::uint8_t reserved1[kFalseSharingRange - 56];
+  std::uint32_t journal_mode;         // EngineConfig::journal (JournalMode)
+  std::uint32_t journal_capacity;     // EngineConfig::journal_capacity
+  std::uint8_t reserved1[kFalseSharingRange - 64];
 
   alignas(kFalseSharingRange) std::atomic<std::uint32_t> reserved_wake;  // 0, unused
   // Workers parked right now; each parks on its own WorkerEntry::wake_seq.
@@ -355,6 +357,25 @@ constexpr ExitReason decode_exit(std::uint32_t v) noexcept {
   if (kind != ExitReason::Kind::kExited && kind != ExitReason::Kind::kSignaled) return ExitReason{};
   return ExitReason{kind, static_cast<int>(v & 0xFF)};
 }
+// ---- Journal events ----------------------------------------------------------
+// The body of a journal cell (ipc::Journal): one task state change, written
+// by the process that made it, right after its CAS. The sidecar reads the
+// rest (spec, payload, result) from the slot, checking the generation.
+struct JournalEvent {
+  std::uint64_t word;   // the state word after the transition
+  std::uint32_t slot;   // slot index (the sidecar bounds-checks it)
+  std::uint32_t pid;    // the process that made the transition
+  std::uint8_t type;    // log::RecordType: kSubmitted .. kFreed
+  std::uint8_t reserved0;
+  std::uint16_t reserved1;
+  std::uint32_t aux;    // by type: worker index (started), log::RequeueReason, log::FreeReason
+};
+static_assert(sizeof(JournalEvent) == 24);
+static_assert(sizeof(JournalEvent) <= ipc::kJournalBodyBytes);
+static_assert(std::is_trivially_copyable_v<JournalEvent>);
+// A journal position that no event has: journaling is off, or the event was dropped.
+inline constexpr std::uint64_t kNoJournalPos = ~std::uint64_t{0};
+
 inline constexpr int kCounterClaimed = 0, kCounterSucceeded = 1, kCounterFailed = 2, kCounterCancelled = 3,
                      kCounterRetried = 4;
 

@@ -134,6 +134,7 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
       // [R8] release: publishes the crash fields to the next claimer (its
       // claim CAS acquires the word). Failure: acquire, a cancel changed it.
       if (s.state.compare_exchange_weak(w, next, std::memory_order_release, std::memory_order_acquire)) {
+        e.journal_event(log::RecordType::kRequeued, index, next, static_cast<std::uint32_t>(log::RequeueReason::kCrash));
         ipc::Ring dead_deque = e.deque(v);
         if (!e.push_ref(index, next, &dead_deque)) {
           // Neither the ring nor the deque had room: the audit finds the
@@ -159,14 +160,16 @@ void settle_running_task(Engine& e, std::uint32_t index, std::uint32_t v, std::u
       s.finish_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);  // published by the CAS below
       const TaskState outcome = cancel ? TaskState::kCancelled : TaskState::kFailed;
       if ((w & sw::kReleased) != 0 && outcome != TaskState::kFailed) {
-        if (e.free_slot(index, w)) break;
+        if (e.free_slot(index, w, log::FreeReason::kReleased)) break;
         continue;
       }
       // seq_cst: the terminal transition, as [R4] in worker.cc; a failed
       // task stays as a dead letter even if it was released.
-      if (s.state.compare_exchange_weak(w, sw::with_state(w, outcome) & ~(sw::kOwnerMask | sw::kReleased),
-                                        std::memory_order_seq_cst, std::memory_order_acquire)) {
+      const std::uint64_t next = sw::with_state(w, outcome) & ~(sw::kOwnerMask | sw::kReleased);
+      if (s.state.compare_exchange_weak(w, next, std::memory_order_seq_cst, std::memory_order_acquire)) {
         e.notify_done(s);
+        e.journal_event(outcome == TaskState::kCancelled ? log::RecordType::kCancelled : log::RecordType::kFailed, index,
+                        next);
         break;
       }
     }
@@ -331,10 +334,11 @@ void LostTaskAudit::settle(Engine& e, const std::vector<UnnamedTask>& first, con
       // acq_rel: as [R5]; fails if the task moved on since the pass.
       const std::uint64_t next = sw::next_tag(w);
       if (!s.state.compare_exchange_strong(w, next, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+      e.journal_event(log::RecordType::kRequeued, t.index, next, static_cast<std::uint32_t>(log::RequeueReason::kAudit));
       if (!e.push_ref(t.index, next, nullptr)) continue;  // still full: the next audit tries again
       ++report.lost_tasks_requeued;
     } else if ((w & sw::kReleased) != 0) {
-      if (!e.free_slot(t.index, w)) continue;
+      if (!e.free_slot(t.index, w, log::FreeReason::kReleased)) continue;
       ++report.lost_refs_dropped;
     } else {
       // acq_rel: as drop_queued.
@@ -361,7 +365,7 @@ void free_dead_reservations(Engine& e, RecoveryReport& report) {
     if (it->second) continue;
     // The reserver is dead: nobody else writes the slot. free_slot releases
     // any payload block it had stored and links the slot.
-    if (e.free_slot(i, w)) ++report.reserved_slots_freed;
+    if (e.free_slot(i, w, log::FreeReason::kWithdrawn)) ++report.reserved_slots_freed;
   }
 }
 
@@ -378,7 +382,7 @@ void expire_results(Engine& e, std::int64_t now, RecoveryReport& report) {
     if (finished == 0) finished = s.submit_ns.load(std::memory_order_relaxed);
     if (now - finished < ttl) continue;
     // A reader racing us loses its CAS and finds the task gone.
-    if (e.free_slot(i, w)) ++report.results_expired;
+    if (e.free_slot(i, w, log::FreeReason::kExpired)) ++report.results_expired;
   }
 }
 

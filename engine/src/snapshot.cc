@@ -42,6 +42,20 @@ Result<SegmentSnapshot> read_snapshot(std::string_view name) {
   }
   snap.free_slots = snap.tasks_by_state[static_cast<std::size_t>(TaskState::kFree)];
   snap.payload_area_used_bytes = e.arena().bumped_units_approx() * ipc::kArenaUnit;
+  if (e.journaling()) {
+    const ipc::Journal& j = e.journal();
+    const ipc::JournalControl& jc = j.control();
+    snap.journal.written = j.tail_approx();
+    snap.journal.read = j.head();
+    snap.journal.durable = j.durable();
+    snap.journal.dropped = j.dropped();
+    snap.journal.lost = j.lost();
+    snap.journal.sidecar_pid = jc.reader_pid.load(std::memory_order_relaxed);
+    snap.journal.sidecar_alive =
+        ipc::process_running(snap.journal.sidecar_pid, jc.reader_start_time.load(std::memory_order_relaxed));
+    snap.journal.sidecar_heartbeat_age_ns =
+        snap.journal.sidecar_pid == 0 ? 0 : ipc::monotonic_ns() - jc.reader_heartbeat_ns.load(std::memory_order_relaxed);
+  }
   snap.workers_recovered = e.control().workers_recovered.load(std::memory_order_relaxed);
   snap.tasks_recovered = e.control().tasks_recovered.load(std::memory_order_relaxed);
   snap.lost_tasks_found = e.control().lost_tasks_found.load(std::memory_order_relaxed);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "taskring/ipc/arena.h"
+#include "taskring/ipc/journal.h"
 #include "taskring/ipc/ring.h"
 #include "layout_internal.h"
 #include "taskring/options.h"
@@ -112,7 +113,31 @@ Status EngineConfig::validate() const {
     std::snprintf(octal, sizeof octal, "0%o", mode);
     return invalid_argument(std::string("mode ") + octal + ": must be within 0777 and include owner read and write (0600)");
   }
+  if (static_cast<unsigned>(journal) > static_cast<unsigned>(JournalMode::kDurable)) {
+    return invalid_argument("journal " + num(static_cast<unsigned>(journal)) + ": must be off, best-effort or durable");
+  }
+  if (!is_pow2(journal_capacity) || journal_capacity < ipc::Journal::kMinCapacity ||
+      journal_capacity > ipc::Journal::kMaxCapacity) {
+    return invalid_argument("journal_capacity " + num(journal_capacity) + ": must be a power of two between " +
+                            num(ipc::Journal::kMinCapacity) + " and " + num(ipc::Journal::kMaxCapacity));
+  }
   return Status::ok();
+}
+
+std::string_view journal_mode_name(JournalMode m) noexcept {
+  switch (m) {
+    case JournalMode::kOff: return "off";
+    case JournalMode::kBestEffort: return "best-effort";
+    case JournalMode::kDurable: return "durable";
+  }
+  return "unknown";
+}
+
+Result<JournalMode> parse_journal_mode(std::string_view text) {
+  if (text == "off") return JournalMode::kOff;
+  if (text == "best-effort") return JournalMode::kBestEffort;
+  if (text == "durable") return JournalMode::kDurable;
+  return invalid_argument("journal mode '" + std::string(text) + "': must be off, best-effort or durable");
 }
 
 }  // namespace taskring

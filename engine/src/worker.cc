@@ -348,6 +348,7 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
       // cancel's CAS ([R4]) on the same word succeeds.
       if (s.state.compare_exchange_weak(w, next, std::memory_order_seq_cst, std::memory_order_acquire)) {
         w = next;
+        engine_->journal_event(log::RecordType::kStarted, index, next, index_);
         break;
       }
       continue;
@@ -475,7 +476,7 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
     }
     if ((w & sw::kReleased) != 0 && outcome != TaskState::kFailed) {
       // Nobody will read it: free the slot directly.
-      if (engine_->free_slot(index, w)) break;
+      if (engine_->free_slot(index, w, log::FreeReason::kReleased)) break;
       continue;
     }
     // A task that failed for good is kept even if its producer released it:
@@ -486,6 +487,11 @@ void WorkerImpl::complete(std::uint32_t index, TaskSlot& s, std::uint64_t w) {
     // acquire ([A3]); ordered before notify_done's waiter check ([S5]).
     if (s.state.compare_exchange_weak(w, next, std::memory_order_seq_cst, std::memory_order_acquire)) {
       engine_->notify_done(s);
+      // After the wake: the journal is off the producer's critical path.
+      engine_->journal_event(outcome == TaskState::kSucceeded ? log::RecordType::kSucceeded
+                             : outcome == TaskState::kFailed  ? log::RecordType::kFailed
+                                                              : log::RecordType::kCancelled,
+                             index, next);
       break;
     }
   }
@@ -524,6 +530,7 @@ bool WorkerImpl::retry(std::uint32_t index, TaskSlot& s, std::uint64_t& w, std::
     clear_if_set(s.run_at_ns);
     return false;
   }
+  engine_->journal_event(log::RecordType::kRequeued, index, next, static_cast<std::uint32_t>(log::RequeueReason::kRetry));
   // Our own deque has room for one (we popped the task from it, or it is
   // empty) when the queue ring is full.
   ipc::Ring own = engine_->deque(index_);

@@ -13,6 +13,18 @@
 
 namespace taskring {
 
+// What the journal (the ring the sidecar mirrors to the durable log,
+// docs/durability.md) does with a state change when it is full.
+enum class JournalMode : std::uint8_t {
+  kOff = 0,         // no journal: nothing is mirrored; durable submits are refused
+  kBestEffort = 1,  // a full journal drops the event and counts it; the sidecar
+                    // then resynchronises from the slot table (never a silent gap)
+  kDurable = 2,     // a full journal makes the process that changed the state wait
+};
+std::string_view journal_mode_name(JournalMode m) noexcept;
+// Accepts off, best-effort, durable. Errors name the value.
+Result<JournalMode> parse_journal_mode(std::string_view text);
+
 // Everything the segment layout depends on. Fixed when the segment is created.
 struct EngineConfig {
   std::uint32_t slots = 65536;              // task slots: tasks in flight plus unread results
@@ -27,6 +39,10 @@ struct EngineConfig {
   // is freed anyway (measured from its finish); 0: until it is read. Tasks
   // that failed for good (the dead letters) are kept as long.
   std::uint64_t result_ttl_ns = 3'600'000'000'000;
+  // The journal of state changes for the sidecar, and its size in records
+  // (a power of two, 64..2^24; 64 bytes each).
+  JournalMode journal = JournalMode::kOff;
+  std::uint32_t journal_capacity = 65536;
 
   // Checks every field; the error names the field, the value and what is
   // accepted, e.g. "ring_capacity 3: must be a power of two between 64 and 16777216".
@@ -69,6 +85,11 @@ struct SubmitOptions {
   // a watchdog (another worker or the supervisor). Either way the attempt
   // failed, and is retried if attempts are left.
   std::int64_t time_limit_ns = 0;
+  // Durable acknowledgement: submit returns only once the sidecar has the
+  // task's record on disk (as its --fsync policy defines it), waiting up to
+  // timeout_ns. Needs a segment whose journal is not off. A journal that is
+  // full makes this submit wait for room even in best-effort mode.
+  bool durable = false;
 };
 
 struct WorkerOptions {

@@ -64,6 +64,17 @@ struct SegmentSnapshot {
   std::uint64_t lost_tasks_found = 0;   // found unnamed by the audit
   std::vector<QueueSnapshot> queues;
   std::vector<WorkerSnapshot> workers;  // registry entries in use
+  // The journal the sidecar mirrors (config.journal says whether there is one).
+  struct Journal {
+    std::uint64_t written = 0;      // events reserved so far (the next position)
+    std::uint64_t read = 0;         // events the sidecar has taken (its position)
+    std::uint64_t durable = 0;      // events below this position are on disk
+    std::uint64_t dropped = 0;      // best-effort: events dropped when it was full
+    std::uint64_t lost = 0;         // reservations the sidecar skipped (their writer died)
+    std::uint32_t sidecar_pid = 0;  // 0: no sidecar
+    bool sidecar_alive = false;
+    std::int64_t sidecar_heartbeat_age_ns = 0;
+  } journal;
 };
 
 // Attaches read-only to `name` and reads everything. Errors: attach's.
