@@ -14,6 +14,7 @@
 #include "common.h"
 #include "log_commands.h"
 #include "segment_commands.h"
+#include "sidecar_command.h"
 #include "task_commands.h"
 #include "worker_command.h"
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   add_task_commands(app, action);
   add_worker_command(app, action);
   add_log_commands(app, action);
+  add_sidecar_command(app, action);
 
   if (argc <= 1) {
     std::fputs(app.help().c_str(), stderr);

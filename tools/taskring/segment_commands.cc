@@ -52,7 +52,9 @@ std::string octal(unsigned mode) {
 }
 
 std::string describe_config(const EngineConfig& c) {
-  return "slots " + std::to_string(c.slots) + ", ring capacity " + std::to_string(c.ring_capacity) +
+  return "journal " + std::string(journal_mode_name(c.journal)) +
+         (c.journal == JournalMode::kOff ? std::string() : " (" + std::to_string(c.journal_capacity) + " events)") +
+         ", slots " + std::to_string(c.slots) + ", ring capacity " + std::to_string(c.ring_capacity) +
          ", max payload " + format_bytes(c.max_payload) + ", payload area " + format_bytes(c.payload_area) +
          ", max workers " + std::to_string(c.max_workers) + ", deque capacity " +
          std::to_string(c.deque_capacity) + ", mode " + octal(c.mode) + ", result ttl " +
@@ -79,7 +81,9 @@ int run_init(InitOptions& o) {
                                                     {"payload_area", "--payload-area"},
                                                     {"max_workers", "--max-workers"},
                                                     {"deque_capacity", "--deque-capacity"},
-                                                    {"mode", "--mode"}},
+                                                    {"mode", "--mode"},
+                                                    {"journal_capacity", "--journal-capacity"},
+                                                    {"journal", "--journal"}},
                                                    "init");
     return report(s, flag, "run 'taskring init --help' for the defaults");
   }
@@ -228,7 +232,18 @@ nlohmann::ordered_json snapshot_json(const SegmentSnapshot& s) {
             {"max_workers", c.max_workers},
             {"deque_capacity", c.deque_capacity},
             {"mode", octal(c.mode)},
-            {"result_ttl_ns", c.result_ttl_ns}}},
+            {"result_ttl_ns", c.result_ttl_ns},
+            {"journal", std::string(journal_mode_name(c.journal))},
+            {"journal_capacity", c.journal_capacity}}},
+          {"journal",
+           {{"written", s.journal.written},
+            {"read", s.journal.read},
+            {"durable", s.journal.durable},
+            {"dropped", s.journal.dropped},
+            {"lost", s.journal.lost},
+            {"sidecar_pid", s.journal.sidecar_pid},
+            {"sidecar_alive", s.journal.sidecar_alive},
+            {"sidecar_heartbeat_age_ns", s.journal.sidecar_heartbeat_age_ns}}},
           {"tasks", tasks},
           {"free_slots", s.free_slots},
           {"payload_area_used_bytes", s.payload_area_used_bytes},
@@ -258,7 +273,18 @@ void print_snapshot(const SegmentSnapshot& s) {
          " in use\n";
   out += "recovery   dead workers " + std::to_string(s.workers_recovered) +
          ", their running tasks requeued or failed " + std::to_string(s.tasks_recovered) +
-         ", lost tasks found by the audit " + std::to_string(s.lost_tasks_found) + "\n\n";
+         ", lost tasks found by the audit " + std::to_string(s.lost_tasks_found) + "\n";
+  if (s.config.journal != JournalMode::kOff) {
+    const auto& j = s.journal;
+    out += "journal    " + std::to_string(j.written) + " events, " + std::to_string(j.written - std::min(j.read, j.written)) +
+           " not yet read, " + std::to_string(j.read - std::min(j.durable, j.read)) + " read but not durable; dropped " +
+           std::to_string(j.dropped) + ", lost " + std::to_string(j.lost) + "; sidecar " +
+           (j.sidecar_pid == 0 ? std::string("none")
+                               : "pid " + std::to_string(j.sidecar_pid) + (j.sidecar_alive ? "" : " (dead)") +
+                                     ", heartbeat " + format_duration_ns(j.sidecar_heartbeat_age_ns) + " ago") +
+           "\n";
+  }
+  out += "\n";
 
   Table queues({"QUEUE", "CRITICAL", "HIGH", "NORMAL", "LOW", "SUBMITTED", "CLAIMED", "SUCCEEDED", "FAILED",
                 "CANCELLED", "RETRIED"},
@@ -337,6 +363,19 @@ void add_segment_commands(CLI::App& app, Action& action) {
     add_duration_option(sub, "--result-ttl", o->result_ttl_ns, 0, kMaxResultTtlNs,
                         "How long a finished task's outcome (a dead letter's too) is kept for a reader before its "
                         "slot is freed anyway, e.g. 30m, 24h; 0: until it is read");
+    add_parsed_option(
+        sub, "--journal", "--journal",
+        [o](std::string_view text) -> Status {
+          auto m = parse_journal_mode(text);
+          if (!m) return m.status();
+          o->config.journal = *m;
+          return Status::ok();
+        },
+        "Journal of state changes for 'taskring sidecar' (docs/durability.md): off, best-effort (drops when "
+        "full, the sidecar resyncs) or durable (a full journal makes producers and workers wait)",
+        "MODE", "off");
+    add_unsigned_option(sub, "--journal-capacity", o->config.journal_capacity, 0, kU32Max,
+                        "Journal entries (a power of two, 64 bytes each)");
     sub->add_flag("-f,--force", o->force, "Replace an existing segment of the same name");
     sub->callback([&action, o] { action = [o] { return run_init(*o); }; });
   }

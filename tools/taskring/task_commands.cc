@@ -40,6 +40,7 @@ struct SubmitCommand {
   bool no_block = false;
   bool quiet = false;
   bool detach = false;
+  bool durable = false;
 };
 
 // The longest --delay: a year (a longer one is surely a slip).
@@ -211,6 +212,7 @@ int run_submit(SubmitCommand& o) {
   options.max_crashes = o.max_crashes;
   options.delay_ns = o.delay_ns;
   options.time_limit_ns = o.time_limit_ns;
+  options.durable = o.durable;
 
   // With --wait, results are read while submitting so that this command
   // never holds more than half the slots with unread results: otherwise a
@@ -791,6 +793,9 @@ void add_task_commands(CLI::App& app, Action& action) {
         "Bound on the whole command: waiting for queue space and (with --wait) for results", "SECONDS");
     sub->add_flag("--no-block", o->no_block, "Fail at once when a queue, the slots or the payload area is full");
     sub->add_flag("--quiet", o->quiet, "Print only a summary line instead of ids or results");
+    sub->add_flag("--durable", o->durable,
+                  "Return only once the sidecar has each task's record on disk (durable acknowledgement; needs a "
+                  "segment made with --journal and a running 'taskring sidecar')");
     sub->add_flag("--detach", o->detach, "Fire and forget: nobody reads the results; slots free on completion")
         ->excludes(wait);
     sub->callback([&action, o] { action = [o] { return run_submit(*o); }; });
