@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The taskring demo: a real workload on an embedded default configuration.
-# Creates a segment, starts one worker per core (pinned), runs producer
-# processes that submit and wait for their tasks, shows live progress, prints
-# the final figures and removes everything it created.
+# Creates a segment with a durable journal, starts the sidecar that mirrors
+# every task state change to a log on disk, one worker per core (pinned) and
+# producer processes that submit and wait for their tasks (one of them with
+# durable acknowledgements), shows live progress, prints the final figures,
+# checks the log and removes everything it created.
 #
 # Environment: DEMO_TASKS (per producer, default 200000), DEMO_SPIN_US
 # (busy work per "spin" task, default 10).
@@ -21,17 +23,24 @@ seg="taskring-demo-$$"
 tasks=${DEMO_TASKS:-200000}
 spin_us=${DEMO_SPIN_US:-10}
 cores=$(nproc)
+logdir="build/demo/log-$$"
 pids=()
 
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   "$tr" destroy --segment "$seg" 2>/dev/null || true
+  rm -rf "$logdir"
 }
 trap cleanup EXIT INT TERM
 
-echo "== creating segment $seg (queues default,bulk; 65536 slots)"
-"$tr" init --segment "$seg" --queues default,bulk --slots 65536 --ring-capacity 16384
+echo "== creating segment $seg (queues default,bulk; 65536 slots; durable journal)"
+"$tr" init --segment "$seg" --queues default,bulk --slots 65536 --ring-capacity 16384 --journal durable
+
+echo "== starting the sidecar: every state change to $logdir, fdatasync before each acknowledgement"
+"$tr" sidecar --segment "$seg" --log-dir "$logdir" --fsync always >build/demo/sidecar.log 2>&1 &
+sidecar_pid=$!
+pids+=("$sidecar_pid")
 
 echo "== starting $cores workers, pinned to cpus 0..$((cores - 1))"
 worker_pids=()
@@ -41,10 +50,10 @@ for ((c = 0; c < cores; c++)); do
   pids+=($!)
 done
 
-echo "== starting producers: echo x$tasks (batch 64), spin ${spin_us}us x$tasks, critical echo x$((tasks / 10))"
+echo "== starting producers: echo x$tasks (batch 64, durable acks), spin ${spin_us}us x$tasks, critical echo x$((tasks / 10))"
 start=$(date +%s.%N)
 "$tr" submit --segment "$seg" --task echo --payload "hello from producer 1" --count "$tasks" --batch 64 \
-  --wait --quiet >build/demo/producer-1.txt &
+  --durable --wait --quiet >build/demo/producer-1.txt &
 p1=$!
 "$tr" submit --segment "$seg" --task spin --payload "$spin_us" --queue bulk --priority low --count "$tasks" \
   --batch 16 --wait --quiet >build/demo/producer-2.txt &
@@ -87,8 +96,15 @@ echo "== stopping workers"
 for p in "${worker_pids[@]}"; do kill -TERM "$p"; done
 for p in "${worker_pids[@]}"; do wait "$p" || status=1; done
 for ((c = 0; c < cores; c++)); do echo "  cpu $c: $(tail -n 1 "build/demo/worker-$c.log")"; done
-pids=()
+pids=("$sidecar_pid")
 
 echo "== final status"
 "$tr" status --segment "$seg"
+
+echo "== stopping the sidecar; the durable log"
+kill -TERM "$sidecar_pid"
+wait "$sidecar_pid" || status=1
+echo "  $(tail -n 1 build/demo/sidecar.log)"
+"$tr" log verify --log-dir "$logdir" | sed 's/^/  /' || status=1
+"$tr" log stats --log-dir "$logdir" | sed 's/^/  /' || status=1
 exit $status

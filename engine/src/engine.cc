@@ -422,7 +422,7 @@ Status Engine::wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id)
     if (now >= deadline) {
       // Relaxed: for the message only.
       const std::uint32_t reader = journal_.control().reader_pid.load(std::memory_order_relaxed);
-      return deadline_exceeded("task " + to_string(id) + " is not on disk yet: " +
+      return deadline_exceeded("task " + to_string(id) + " was submitted but is not on disk yet: " +
                                (reader == 0 ? "no sidecar serves segment '" + seg_.name() +
                                                   "' (start one: taskring sidecar --segment " + seg_.name() + " --log-dir DIR)"
                                             : "the sidecar (pid " + std::to_string(reader) + ") is behind"));

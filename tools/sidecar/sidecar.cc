@@ -231,7 +231,9 @@ Status Sidecar::resync(log::ResyncReason why, std::uint64_t dropped) {
                                                      : "compaction";
   recs.push_back(std::move(begin));
   const std::size_t before = recs.size();
-  reader_->snapshot(recs, why == log::ResyncReason::kCompaction || why == log::ResyncReason::kStart);
+  // Free slots only where the fold starts afresh (a compacted file): there
+  // they tell which generations are gone; elsewhere the log already does.
+  reader_->snapshot(recs, why == log::ResyncReason::kCompaction);
   const auto tasks = static_cast<std::uint32_t>(recs.size() - before);
   if (why == log::ResyncReason::kCompaction) {
     std::lock_guard<std::mutex> lock(restore_mu_);
@@ -319,6 +321,11 @@ Status Sidecar::run(const std::atomic<bool>& stop) {
 }
 
 Status Sidecar::finish() {
+  // The restore thread may be waiting for journal room that only we free.
+  while (!restore_done()) {
+    auto n = step(10'000'000);
+    if (!n) return n.status();
+  }
   if (restore_thread_.joinable()) restore_thread_.join();
   return flush();
 }
@@ -327,11 +334,7 @@ Result<LogRestoreReport> recover_from_log(const SidecarOptions& options, StartRe
   auto sc = Sidecar::start(options, report);
   if (!sc) return sc.status();
   Sidecar& s = **sc;
-  while (!s.restore_done()) {
-    auto n = s.step(10'000'000);
-    if (!n) return n.status();
-  }
-  TASKRING_RETURN_IF_ERROR(s.flush());
+  TASKRING_RETURN_IF_ERROR(s.finish());
   return s.restore_report();
 }
 

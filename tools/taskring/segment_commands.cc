@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sidecar.h"
 #include "table.h"
 #include "taskring/admin.h"
 #include "taskring/options.h"
@@ -126,11 +127,57 @@ int run_drain(const std::string& segment) {
 
 struct RecoverCommand {
   std::string segment;
+  std::string log_dir;
   bool no_audit = false;
   bool json = false;
 };
 
+// `recover --log-dir`: puts the live tasks that the log holds for earlier
+// segments back into this one (the sidecar does the same at start).
+int run_log_recover(const RecoverCommand& o) {
+  sidecar::SidecarOptions options;
+  options.segment = o.segment;
+  options.log_dir = o.log_dir;
+  sidecar::StartReport started;
+  auto restored = sidecar::recover_from_log(options, &started);
+  if (!restored) {
+    return report(restored.status(), "recover --log-dir",
+                  "the segment needs a journal (taskring init --journal durable), and no sidecar may be running on it");
+  }
+  const LogRestoreReport& r = *restored;
+  if (o.json) {
+    nlohmann::ordered_json mapping = nlohmann::ordered_json::array();
+    for (const auto& [from, to] : r.mapping) mapping.push_back({{"old_id", from}, {"new_id", to}});
+    nlohmann::ordered_json doc = {{"segment", o.segment},
+                                  {"log_dir", o.log_dir},
+                                  {"log_records", started.read.records},
+                                  {"torn_tail_bytes_cut", started.repair.truncated ? started.repair.bytes_dropped : 0},
+                                  {"resubmitted", r.resubmitted},
+                                  {"results_restored", r.results_restored},
+                                  {"expired", r.expired},
+                                  {"skipped", r.skipped},
+                                  {"problems", r.problems},
+                                  {"tasks", mapping}};
+    std::fputs((doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n").c_str(), stdout);
+    return kExitOk;
+  }
+  std::string out = "replayed log " + o.log_dir + " (" + std::to_string(started.read.records) + " records) into segment '" +
+                    o.segment + "': " + std::to_string(r.resubmitted) + " tasks resubmitted, " +
+                    std::to_string(r.results_restored) + " results restored, " + std::to_string(r.expired) +
+                    " expired, " + std::to_string(r.skipped) + " skipped\n";
+  if (started.repair.truncated) {
+    out += "repaired: cut " + std::to_string(started.repair.bytes_dropped) + " bytes of a torn tail from " +
+           started.repair.file + " at offset " + std::to_string(started.repair.offset) + ": " + started.repair.reason +
+           "\n";
+  }
+  for (const std::string& p : r.problems) out += "skipped: " + p + "\n";
+  for (const auto& [from, to] : r.mapping) out += std::to_string(from) + " -> " + std::to_string(to) + "\n";
+  std::fputs(out.c_str(), stdout);
+  return kExitOk;
+}
+
 int run_recover(const RecoverCommand& o) {
+  if (!o.log_dir.empty()) return run_log_recover(o);
   RecoverOptions options;
   options.audit = !o.no_audit;
   options.relink_free_slots = !o.no_audit;
@@ -410,6 +457,9 @@ void add_segment_commands(CLI::App& app, Action& action) {
         "recover",
         "Put back what dead processes held: requeue their tasks, free half-submitted slots; audit for lost tasks");
     add_segment_option(sub, o->segment);
+    sub->add_option("--log-dir", o->log_dir,
+                    "Replay the durable log in this directory instead: resubmit the tasks earlier segments left "
+                    "unfinished and restore their unread results (the sidecar does this at start)");
     sub->add_flag("--no-audit", o->no_audit,
                   "Skip the audits of every slot and ring (lost tasks, lost references, unlinked free slots)");
     sub->add_flag("--json", o->json, "Print one JSON document instead of a table");

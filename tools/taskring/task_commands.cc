@@ -293,6 +293,11 @@ int run_submit(SubmitCommand& o) {
              (o.no_block ? "drop --no-block to wait for space" : "allow a longer --timeout") +
              ", or create the segment with more --slots, --ring-capacity or --payload-area";
     }
+    if (o.durable && submit_error.code() == StatusCode::kDeadlineExceeded) {
+      // The last call's tasks were submitted; only their durability is unknown.
+      return report(submit_error, "submit --durable",
+                    "start 'taskring sidecar' for the segment, or allow a longer --timeout");
+    }
     return report(submit_error,
                   "submit: submitted " + std::to_string(submitted) + " of " + std::to_string(o.count) + " tasks",
                   hint);
