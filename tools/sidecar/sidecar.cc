@@ -167,8 +167,27 @@ LogRestoreReport Sidecar::restore_report() const {
   return restore_report_;
 }
 
+namespace {
+// A record whose payload and result together exceed what one record may
+// hold (both near max_payload) keeps the payload and says its result is
+// missing: a recovery needs the payload to run the task again.
+void fit_record(log::Record& r) {
+  constexpr std::size_t kHeader = 20;  // formats/log.md: the record header
+  if (log::encoded_size(r) - kHeader <= log::kMaxRecordBody) return;
+  if (r.result) {
+    r.result.reset();
+    r.result_missing = true;
+  }
+  if (log::encoded_size(r) - kHeader > log::kMaxRecordBody && r.spec) {
+    r.spec.reset();
+    r.payload_missing = true;
+  }
+}
+}  // namespace
+
 void Sidecar::append(std::vector<log::Record>& records) {
   for (log::Record& r : records) {
+    fit_record(r);
     if (r.type == log::RecordType::kSubmitted) ++unsynced_submits_;
     writer_->append(r);
   }
