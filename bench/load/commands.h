@@ -18,5 +18,8 @@ void add_run_command(CLI::App& app, cli::Action& action);
 void add_plan_command(CLI::App& app, cli::Action& action);
 // `floor`: the machine's own core-to-core and futex-wake round trips.
 void add_floor_command(CLI::App& app, cli::Action& action);
+// `durability throughput|ack|recovery`: the sidecar's cost, durable
+// acknowledgements against fdatasync, recovery time (durability.h).
+void add_durability_command(CLI::App& app, cli::Action& action);
 
 }  // namespace taskring::bench

@@ -1,7 +1,9 @@
 // The load harness's vocabulary: what a run is asked to do (LoadConfig), what
 // travels in every task (TaskHeader out, Receipt back), the interface each
 // compared system implements (System, ProducerPort, WorkerPort), the handler
-// every system runs (Executor), and what a run reports (RunResult).
+// every system runs (Executor), what a run reports (RunResult), and how the
+// taskring system journals and runs a sidecar for the durability scenarios
+// (TaskringDurability).
 //
 // Every system runs the same workload through the same producer loop and
 // the same Executor; only the transport differs. See docs/performance.md.
@@ -16,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,8 +26,11 @@
 
 #include "histogram.h"
 #include "taskring/base/status.h"
+#include "taskring/options.h"
 
 namespace taskring::bench {
+
+struct RunResult;
 
 // What each task's handler does.
 struct HandlerSpec {
@@ -190,14 +196,61 @@ class System {
   virtual void stop_workers(std::span<const pid_t> worker_pids) = 0;
   // Removes what prepare created. Called after every worker has returned.
   virtual void cleanup() = 0;
+  // Adds to `result` what only the system knows, once cleanup() has run:
+  // the taskring system's sidecar figures and CPU time, and the sidecar's
+  // failure if it failed. Most systems add nothing.
+  virtual void finish_report(RunResult& /*result*/) {}
 };
 
 // Sleeps `ns` nanoseconds (nothing if <= 0), resuming after signals. For
 // ports whose wait has nothing to wait on. May block.
 void sleep_ns(std::int64_t ns) noexcept;
 
+// How the taskring system runs for the durability scenarios (bench
+// `durability`, docs/benchmarking.md): the segment's journal, a sidecar
+// process beside the run, and durable acknowledgements. The default is the
+// plain system: no journal, no sidecar.
+struct TaskringDurability {
+  JournalMode journal = JournalMode::kOff;  // EngineConfig::journal
+  std::uint32_t journal_capacity = 65536;   // EngineConfig::journal_capacity
+  // The sidecar's --fsync policy ("always", "never", "interval:MS"), or ""
+  // for no sidecar. A journal needs a sidecar (else it fills up and, in
+  // durable mode, every state change waits).
+  std::string fsync;
+  // Producers submit with SubmitOptions::durable (needs a sidecar), waiting
+  // at most --drain-timeout for each acknowledgement.
+  bool durable = false;
+  // The sidecar's log goes to a fresh directory made in here for the run
+  // and removed after it. Its file system is the disk the run measures.
+  std::string log_parent = "/var/tmp";
+};
+
+// What the taskring system's sidecar did during one run (RunResult::sidecar):
+// its SidecarStats, as the sidecar process left them when it stopped.
+struct SidecarFigures {
+  std::string fsync;                 // the policy
+  std::string journal;               // the segment's journal mode: durable, best-effort
+  std::string log_dir;               // where the run's log was (removed after the run)
+  std::uint64_t events = 0;          // journal events mirrored
+  std::uint64_t records = 0;         // log records written
+  std::uint64_t writes = 0;          // write(2) batches
+  std::uint64_t syncs = 0;           // fdatasyncs, the start's and the final one included
+  std::uint64_t sync_ns_total = 0;
+  std::uint64_t sync_ns_max = 0;
+  std::uint64_t submits_synced = 0;  // kSubmitted records those syncs covered
+  std::uint64_t resyncs = 0;         // the start's, and one per gap (best-effort drops, holes)
+  std::uint64_t dropped = 0;         // events the journal dropped (best-effort)
+  std::uint64_t holes = 0;
+  std::uint64_t compactions = 0;
+  std::int64_t cpu_ns = 0;           // user + system CPU of the sidecar process
+};
+
 // Factories, one file each (taskring_system.cc, bip_mq_system.cc, ...).
 std::unique_ptr<System> make_taskring_system();
+// The taskring system with a journal, a sidecar and durable submits as
+// `durability` says. prepare() refuses a journal without a sidecar and
+// durable submits without a journal (kInvalidArgument).
+std::unique_ptr<System> make_taskring_system(const TaskringDurability& durability);
 std::unique_ptr<System> make_bip_mq_system();
 std::unique_ptr<System> make_moodycamel_system();
 std::unique_ptr<System> make_tbb_system();
@@ -228,6 +281,13 @@ struct RunResult {
   Histogram submit_to_start;        // intended submission -> handler start
   Histogram start_to_complete;      // handler start -> handler end
   Histogram round_trip;             // intended submission -> receipt seen by the producer
+  // How long each submit call (one task, or one batch) took: with durable
+  // submits, the durable acknowledgement.
+  Histogram submit_call;
+  // CPU of processes the system ran besides the producers and workers (the
+  // taskring sidecar); included in cpu_ns_per_task.
+  std::int64_t helper_cpu_ns = 0;
+  std::optional<SidecarFigures> sidecar;  // the taskring system ran a sidecar
 };
 
 // Runs `config` over `system`: starts the producers and workers (processes

@@ -3,7 +3,8 @@
 // same invocation) and prints a table, optionally JSON. `plan` sweeps the
 // offered rate for capacity planning; `floor` measures the machine's own
 // latency floor. docs/performance.md and docs/capacity-planning.md explain
-// the output.
+// the output. `durability` runs the sidecar, durable-acknowledgement and
+// recovery scenarios (docs/benchmarking.md).
 //
 // Exit statuses: 0 every run completed every task exactly once; 1 a run
 // failed or its accounting found lost, duplicated or malformed tasks; 2 a
@@ -132,12 +133,14 @@ int main(int argc, char** argv) {
   using namespace taskring;
   CLI::App app{"taskring-bench: load harness for taskring, with baselines in the same run", "taskring-bench"};
   app.require_subcommand(0, 1);
-  app.footer("Commands: plan (capacity planning sweep), floor (the machine's latency floor).\n"
+  app.footer("Commands: plan (capacity planning sweep), floor (the machine's latency floor),\n"
+             "durability throughput|ack|recovery (the sidecar's cost, durable acknowledgements, recovery time).\n"
              "Documentation: docs/benchmarking.md, docs/performance.md, docs/capacity-planning.md\n");
   cli::Action action;
   bench::add_run_command(app, action);
   bench::add_plan_command(app, action);
   bench::add_floor_command(app, action);
+  bench::add_durability_command(app, action);
   if (auto exit_now = cli::parse_command_line(app, argc, argv, "taskring-bench")) return *exit_now;
   return action();
 }

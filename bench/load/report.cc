@@ -95,6 +95,27 @@ nlohmann::json latency_json(const Histogram& h) {
   return {{"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99}, {"p999", s.p999}, {"max", s.max}};
 }
 
+nlohmann::json sidecar_json(const SidecarFigures& s, std::uint64_t completed) {
+  const double per_sync = s.syncs == 0 ? 0 : static_cast<double>(s.submits_synced) / static_cast<double>(s.syncs);
+  return {{"fsync", s.fsync},
+          {"journal", s.journal},
+          {"events", s.events},
+          {"records", s.records},
+          {"writes", s.writes},
+          {"fdatasyncs", s.syncs},
+          {"sync_ns_total", s.sync_ns_total},
+          {"sync_ns_mean", s.syncs == 0 ? 0 : s.sync_ns_total / s.syncs},
+          {"sync_ns_max", s.sync_ns_max},
+          {"submits_synced", s.submits_synced},
+          {"tasks_per_fdatasync", per_sync},
+          {"resyncs", s.resyncs},
+          {"dropped", s.dropped},
+          {"holes", s.holes},
+          {"compactions", s.compactions},
+          {"cpu_ns", s.cpu_ns},
+          {"cpu_ns_per_task", completed == 0 ? 0.0 : static_cast<double>(s.cpu_ns) / static_cast<double>(completed)}};
+}
+
 nlohmann::json result_json(const RunResult& r) {
   nlohmann::json j = {{"system", r.system},
                       {"ok", r.status.is_ok()},
@@ -110,7 +131,9 @@ nlohmann::json result_json(const RunResult& r) {
                       {"latency_ns",
                        {{"submit_to_start", latency_json(r.submit_to_start)},
                         {"start_to_complete", latency_json(r.start_to_complete)},
-                        {"round_trip", latency_json(r.round_trip)}}}};
+                        {"round_trip", latency_json(r.round_trip)},
+                        {"submit_call", latency_json(r.submit_call)}}}};
+  if (r.sidecar) j["sidecar"] = sidecar_json(*r.sidecar, r.completed);
   if (!r.status.is_ok()) j["error"] = r.status.to_string();
   return j;
 }

@@ -22,8 +22,14 @@ nlohmann::json run_meta();
 // {"producers", "workers", "tasks", "duration_s", "batch", "inflight", "rate",
 //  "payload", "handler", ...}
 nlohmann::json config_json(const LoadConfig& config);
-// One element of "results".
+// One element of "results"; with a "sidecar" object (sidecar_json) when the
+// run had one.
 nlohmann::json result_json(const RunResult& result);
+// {"fsync", "journal", "events", "records", "writes", "fdatasyncs",
+//  "sync_ns_total", "sync_ns_mean", "sync_ns_max", "submits_synced",
+//  "tasks_per_fdatasync", "resyncs", "dropped", "holes", "compactions",
+//  "cpu_ns", "cpu_ns_per_task"}; per task over `completed` tasks.
+nlohmann::json sidecar_json(const SidecarFigures& sidecar, std::uint64_t completed);
 // {"p50", "p90", "p99", "p999", "max"} in nanoseconds.
 nlohmann::json latency_json(const Histogram& histogram);
 

@@ -80,6 +80,7 @@ struct ProducerReport {
   Histogram submit_to_start;
   Histogram start_to_complete;
   Histogram round_trip;
+  Histogram submit_call;
 };
 
 struct WorkerReport {
@@ -224,6 +225,12 @@ class ProducerLoop {
     bool submitting = true;
     while (run_.control().abort.load(std::memory_order_relaxed) == 0) {  // relaxed: see Control::abort
       std::int64_t now = now_ns();
+      // The previous turn's submit call ended just before this reading: its
+      // duration costs no clock reading of its own.
+      if (call_began_ >= 0) {
+        report_.submit_call.record(now - call_began_);
+        call_began_ = -1;
+      }
       report_.heartbeat_ns.store(now, std::memory_order_relaxed);  // relaxed: see heartbeat_ns
       // An open loop stops at the first task due at or after the end, however
       // late the producer is: the tasks due before it are the run's, and the
@@ -239,7 +246,7 @@ class ProducerLoop {
         const bool room = outstanding + n <= limit;
         const std::int64_t due_last = open ? due_of(next_seq + n - 1) : now;
         if (room && now >= due_last) {
-          TASKRING_RETURN_IF_ERROR(submit(next_seq, n, open ? -1 : now, buffers, views, outstanding));
+          TASKRING_RETURN_IF_ERROR(submit(next_seq, n, open ? -1 : now, now, buffers, views, outstanding));
           next_seq += n;
           report_.submitted = next_seq;
           continue;
@@ -281,9 +288,11 @@ class ProducerLoop {
 
   // Writes the headers of tasks [seq, seq + n) and hands them over, applying
   // the fault injection of producer 0. `now` >= 0 is every task's due time
-  // (closed loop); -1 takes each task's own from the schedule.
-  Status submit(std::uint64_t seq, std::uint64_t n, std::int64_t now, std::vector<std::string>& buffers,
-                std::vector<std::string_view>& views, std::uint64_t& outstanding) {
+  // (closed loop); -1 takes each task's own from the schedule. `turn_ns` is
+  // this loop turn's clock reading: where the submit call's duration starts.
+  Status submit(std::uint64_t seq, std::uint64_t n, std::int64_t now, std::int64_t turn_ns,
+                std::vector<std::string>& buffers, std::vector<std::string_view>& views,
+                std::uint64_t& outstanding) {
     views.clear();
     std::uint64_t dropped = 0;
     for (std::uint64_t i = 0; i < n; ++i) {
@@ -301,6 +310,7 @@ class ProducerLoop {
     // A lost task holds its in-flight credit forever, as a real loss would.
     outstanding += views.size() + dropped;
     if (views.empty()) return Status::ok();
+    call_began_ = turn_ns;
     return port_.submit(views);
   }
 
@@ -332,6 +342,7 @@ class ProducerLoop {
   std::int64_t start_ = 0;   // the run's start signal
   double interval_ = 0;      // open loop: ns between this producer's tasks
   double offset_ = 0;        // open loop: this producer's stagger
+  std::int64_t call_began_ = -1;  // the clock reading before the last submit call, until recorded
 };
 
 // Runs producer `index` to the end; failures go to the shared error.
@@ -695,6 +706,7 @@ RunResult run_load(System& system, const LoadConfig& config) {
     result.submit_to_start.merge(r.submit_to_start);
     result.start_to_complete.merge(r.start_to_complete);
     result.round_trip.merge(r.round_trip);
+    result.submit_call.merge(r.submit_call);
     if (r.capacity_reached != 0 && result.status.is_ok()) {
       result.status = resource_exhausted("producer " + std::to_string(p) + " issued " +
                                          std::to_string(layout.capacity) +
@@ -719,6 +731,9 @@ RunResult run_load(System& system, const LoadConfig& config) {
   }
   Status err = run.first_error();
   if (!err.is_ok()) result.status = err;
+  // The sidecar's figures, its CPU and its failure, if the system had one.
+  system.finish_report(result);
+  cpu_ns += result.helper_cpu_ns;
   result.elapsed_s = static_cast<double>(last - start) / 1e9;
   if (result.elapsed_s > 0) result.throughput_tps = static_cast<double>(result.completed) / result.elapsed_s;
   if (result.completed > 0) result.cpu_ns_per_task = static_cast<double>(cpu_ns) / static_cast<double>(result.completed);

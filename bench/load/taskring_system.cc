@@ -1,23 +1,31 @@
 // The system under test: a taskring segment with one queue "bench". Each
 // producer is a process with a Client (submit or submit_batch, then wait and
 // try_get on its tasks in submission order); each worker is a process with a
-// Worker running the harness's Executor as the handler "bench".
+// Worker running the harness's Executor as the handler "bench". For the
+// durability scenarios the segment has a journal, a sidecar process mirrors
+// it to a log directory made for the run, and producers may submit durably.
 //
 // Thread safety: each port is used by the one thread of its process; the
 // SIGUSR1 handler only calls Worker::stop, which is async-signal-safe.
 #include <signal.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include <atomic>
-#include <cerrno>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "load.h"
+#include "sidecar.h"
+#include "sidecar_process.h"
 #include "taskring/admin.h"
 #include "taskring/client.h"
 #include "taskring/worker.h"
@@ -42,7 +50,16 @@ extern "C" void on_stop_signal(int) {
 
 class TaskringProducer final : public ProducerPort {
  public:
-  explicit TaskringProducer(Client client) : client_(std::move(client)) { options_.queue = kQueue; }
+  TaskringProducer(Client client, bool durable, std::int64_t durable_timeout_ns) : client_(std::move(client)) {
+    options_.queue = kQueue;
+    if (durable) {
+      // A durable acknowledgement that takes longer than --drain-timeout
+      // ends the producer with the engine's message (which names the
+      // sidecar as behind or missing) instead of waiting for the watchdog.
+      options_.durable = true;
+      options_.timeout_ns = durable_timeout_ns;
+    }
+  }
 
   Status submit(std::span<const std::string_view> payloads) override {
     if (payloads.size() == 1) {
@@ -134,8 +151,13 @@ class TaskringWorker final : public WorkerPort {
   std::unique_ptr<Worker> worker_;
 };
 
+// Stopping the sidecar: it polls its flag every 100 ms, then writes and syncs
+// what it has left.
+constexpr std::int64_t kSidecarStopTimeoutNs = 30'000'000'000;
+
 class TaskringSystem final : public System {
  public:
+  explicit TaskringSystem(TaskringDurability durability) : durability_(std::move(durability)) {}
   std::string_view name() const override { return "taskring"; }
   bool single_process() const override { return false; }
 
@@ -156,13 +178,34 @@ class TaskringSystem final : public System {
     e.payload_area = std::max<std::uint64_t>(8 << 20, (e.slots * (block + 128) + 4095) / 4096 * 4096);
     e.max_workers = std::max<std::uint32_t>(64, c.workers + 8);
     e.deque_capacity = static_cast<std::uint32_t>(pow2_at_least(std::max<std::uint32_t>(256, 4 * c.claim_batch)));
-    return create_segment(segment_, e, /*replace=*/true);
+    const TaskringDurability& d = durability_;
+    if (d.journal != JournalMode::kOff && d.fsync.empty()) {
+      return invalid_argument("journal " + std::string(journal_mode_name(d.journal)) +
+                              " without a sidecar: its journal would fill up; give the sidecar an fsync policy");
+    }
+    if (d.durable && d.journal == JournalMode::kOff) {
+      return invalid_argument("durable submits need a journal (best-effort or durable) and a sidecar");
+    }
+    e.journal = d.journal;
+    e.journal_capacity = d.journal_capacity;
+    TASKRING_RETURN_IF_ERROR(create_segment(segment_, e, /*replace=*/true));
+    if (d.fsync.empty()) return Status::ok();
+    Status st = start_sidecar();
+    if (!st.is_ok()) {
+      // The harness calls cleanup() only after a successful prepare.
+      sidecar_.reset();
+      (void)destroy_segment(segment_);
+      segment_.clear();
+      remove_log_dir();
+    }
+    return st;
   }
 
   Result<std::unique_ptr<ProducerPort>> open_producer(std::uint32_t) override {
     auto client = Client::attach(segment_);
     if (!client.is_ok()) return client.status();
-    return std::unique_ptr<ProducerPort>(std::make_unique<TaskringProducer>(std::move(client).value()));
+    return std::unique_ptr<ProducerPort>(
+        std::make_unique<TaskringProducer>(std::move(client).value(), durability_.durable, config_.drain_timeout_ns));
   }
 
   Result<std::unique_ptr<WorkerPort>> open_worker(std::uint32_t) override {
@@ -188,18 +231,88 @@ class TaskringSystem final : public System {
     for (pid_t pid : worker_pids) kill(pid, SIGUSR1);
   }
 
+  // The sidecar stops first, while the segment still exists, so that it
+  // mirrors and syncs everything the run journalled.
   void cleanup() override {
+    if (sidecar_ != nullptr) {
+      sidecar_status_ = sidecar_->stop(kSidecarStopTimeoutNs);
+      figures_.cpu_ns = sidecar_->cpu_ns();
+      const sidecar::SidecarStats& s = sidecar_->stats();
+      figures_.events = s.events;
+      figures_.records = s.records;
+      figures_.writes = s.writes;
+      figures_.syncs = s.syncs;
+      figures_.sync_ns_total = s.sync_ns_total;
+      figures_.sync_ns_max = s.sync_ns_max;
+      figures_.submits_synced = s.submits_synced;
+      figures_.resyncs = s.resyncs;
+      figures_.dropped = s.dropped;
+      figures_.holes = s.holes;
+      figures_.compactions = s.compactions;
+      sidecar_.reset();
+      ran_sidecar_ = true;
+    }
     if (!segment_.empty()) (void)destroy_segment(segment_);
     segment_.clear();
+    remove_log_dir();
   }
 
+  void finish_report(RunResult& result) override {
+    if (!ran_sidecar_) return;
+    result.sidecar = figures_;
+    result.helper_cpu_ns += figures_.cpu_ns;
+    if (!sidecar_status_.is_ok() && result.status.is_ok()) result.status = sidecar_status_;
+  }
+
+  ~TaskringSystem() override { remove_log_dir(); }
+
  private:
+  Status start_sidecar() {
+    std::string templ = durability_.log_parent + "/trbench-log-XXXXXX";
+    if (mkdtemp(templ.data()) == nullptr) {
+      return internal_error("cannot make a log directory in '" + durability_.log_parent + "': " + std::strerror(errno));
+    }
+    log_dir_ = templ;
+    auto policy = sidecar::parse_fsync_policy(durability_.fsync);
+    if (!policy) return policy.status();
+    sidecar::SidecarOptions o;
+    o.segment = segment_;
+    o.log_dir = log_dir_;
+    o.fsync = *policy;
+    o.restore = false;  // a fresh log: nothing to put back
+    figures_ = SidecarFigures{};
+    figures_.fsync = sidecar::fsync_policy_text(*policy);
+    figures_.journal = std::string(journal_mode_name(durability_.journal));
+    figures_.log_dir = log_dir_;
+    auto sp = SidecarProcess::start(o);
+    if (!sp) return sp.status();
+    sidecar_ = std::move(sp).value();
+    return Status::ok();
+  }
+
+  void remove_log_dir() {
+    if (log_dir_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(log_dir_, ec);  // best effort: a temporary directory
+    log_dir_.clear();
+  }
+
+  TaskringDurability durability_;
   std::string segment_;
   LoadConfig config_;
+  std::string log_dir_;
+  std::unique_ptr<SidecarProcess> sidecar_;
+  Status sidecar_status_;
+  SidecarFigures figures_;
+  bool ran_sidecar_ = false;
 };
 
 }  // namespace
 
-std::unique_ptr<System> make_taskring_system() { return std::make_unique<TaskringSystem>(); }
+std::unique_ptr<System> make_taskring_system() { return make_taskring_system(TaskringDurability{}); }
+
+std::unique_ptr<System> make_taskring_system(const TaskringDurability& durability) {
+  return std::make_unique<TaskringSystem>(durability);
+}
 
 }  // namespace taskring::bench
