@@ -2,34 +2,52 @@
 # Runs the standard load scenarios of docs/performance.md with every baseline
 # in the same invocation (taskring-bench --compare), each scenario REPS times,
 # and prints a Markdown table of the medians with the ratios to taskring.
-# The raw JSON of every run stays in the output directory.
+# Then the durability scenarios (taskring-bench durability: the sidecar's
+# cost, durable acknowledgements, recovery time), REPS times each, and a
+# second table of their medians against their targets. The raw JSON of every
+# run stays in the output directory.
 #
-# Usage: scripts/bench.sh [--reps N] [--tasks N] [--out DIR] [--only NAME]
-#   --reps N    runs per scenario; the table shows medians (default 3)
-#   --tasks N   tasks per run (default 1000000)
-#   --out DIR   where the JSON files go (default build/bench-results)
-#   --only NAME run just the scenario NAME (see the list below)
+# Usage: scripts/bench.sh [--reps N] [--tasks N] [--durable-tasks N] [--records N]
+#                         [--log-dir DIR] [--out DIR] [--only NAME]
+#   --reps N           runs per scenario; the tables show medians (default 3)
+#   --tasks N          tasks per load run, the sidecar throughput scenario's too (default 1000000)
+#   --durable-tasks N  tasks of the durable-acknowledgement scenario (default 200000)
+#   --records N        records of the recovery scenario's log (default 10000000)
+#   --log-dir DIR      where the durability scenarios write their logs, so the disk they
+#                      measure (default /var/tmp; tmpfs makes fdatasync free)
+#   --out DIR          where the JSON files go (default build/bench-results)
+#   --only NAME        run just the scenario NAME (see the lists below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 reps=3
 tasks=1000000
+durable_tasks=200000
+records=10000000
+log_dir=/var/tmp
 out=build/bench-results
 only=""
+usage="scripts/bench.sh [--reps N] [--tasks N] [--durable-tasks N] [--records N] [--log-dir DIR] [--out DIR] [--only NAME]"
 while (($#)); do
   case "$1" in
     --reps) reps=${2:?--reps needs a number}; shift 2 ;;
     --tasks) tasks=${2:?--tasks needs a number}; shift 2 ;;
+    --durable-tasks) durable_tasks=${2:?--durable-tasks needs a number}; shift 2 ;;
+    --records) records=${2:?--records needs a number}; shift 2 ;;
+    --log-dir) log_dir=${2:?--log-dir needs a directory}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --only) only=${2:?--only needs a scenario name}; shift 2 ;;
     *) echo "error: unknown argument '$1'" >&2
-       echo "hint: scripts/bench.sh [--reps N] [--tasks N] [--out DIR] [--only NAME]" >&2
+       echo "hint: $usage" >&2
        exit 2 ;;
   esac
 done
-[[ "$reps" =~ ^[1-9][0-9]*$ ]] || { echo "error: --reps '$reps': must be a whole number above 0" >&2; exit 2; }
-[[ "$tasks" =~ ^[1-9][0-9]*$ ]] || { echo "error: --tasks '$tasks': must be a whole number above 0" >&2; exit 2; }
+for v in reps tasks durable_tasks records; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] ||
+    { echo "error: --${v//_/-} '${!v}': must be a whole number above 0" >&2; exit 2; }
+done
+[[ -d "$log_dir" ]] || { echo "error: --log-dir '$log_dir': not a directory" >&2; exit 2; }
 
 # name | flags (besides --tasks, --compare and --json)
 scenarios=(
@@ -41,12 +59,19 @@ scenarios=(
   "2p4w-b64-32B|-p 2 -w 4 --batch 64 --inflight 256 --payload 32"
   "1p1w-spin-latency|-p 1 -w 1 --pin --batch 1 --inflight 1 --spin-rounds 1000000000 --payload 32"
 )
+# The durability scenarios: name | taskring-bench durability arguments
+# (besides --log-dir and --json). docs/benchmarking.md explains them.
+durability=(
+  "sidecar-never-1p1w-b1|throughput --tasks $tasks -p 1 -w 1 --pin --batch 1 --payload 32 --fsync never"
+  "durable-ack-4p1w-b512|ack --tasks $durable_tasks -p 4 -w 1 --batch 512 --inflight 1024 --payload 32 --fsync always --probes 1000"
+  "recovery|recovery --records $records --live 2048 --restore"
+)
 if [[ -n "$only" ]]; then
   found=0
-  for s in "${scenarios[@]}"; do [[ "${s%%|*}" == "$only" ]] && found=1; done
+  for s in "${scenarios[@]}" "${durability[@]}"; do [[ "${s%%|*}" == "$only" ]] && found=1; done
   if ((found == 0)); then
     echo "error: --only '$only': no such scenario; the scenarios are:" >&2
-    for s in "${scenarios[@]}"; do echo "  ${s%%|*}" >&2; done
+    for s in "${scenarios[@]}" "${durability[@]}"; do echo "  ${s%%|*}" >&2; done
     exit 2
   fi
 fi
@@ -67,6 +92,16 @@ for s in "${scenarios[@]}"; do
     echo "== $name, run $i of $reps: taskring-bench --compare --tasks $tasks $flags" >&2
     # shellcheck disable=SC2086 # flags are words on purpose
     "$bench" --compare --tasks "$tasks" $flags --json "$out/$name-$i.json" >&2
+  done
+done
+for s in "${durability[@]}"; do
+  name=${s%%|*}
+  args=${s#*|}
+  [[ -n "$only" && "$name" != "$only" ]] && continue
+  for ((i = 1; i <= reps; i++)); do
+    echo "== $name, run $i of $reps: taskring-bench durability $args --log-dir $log_dir" >&2
+    # shellcheck disable=SC2086 # args are words on purpose
+    "$bench" durability $args --log-dir "$log_dir" --json "$out/$name-$i.json" >&2
   done
 done
 
@@ -99,4 +134,61 @@ for s in scenarios:
         fmt = lambda ns: f"{ns / 1000:.1f} us" if ns >= 1000 else f"{ns:.0f} ns"
         print(f"| {name} | {system}{note} | {m['tps'] / 1e6:.2f} | {ratio:.2f}x | {m['cpu']:.0f} | "
               f"{fmt(m['p50'])} | {fmt(m['p99'])} | {len(runs)} |")
+EOF
+
+python3 - "$out" "${durability[@]}" <<'EOF'
+import glob, json, statistics, sys
+out, scenarios = sys.argv[1], sys.argv[2:]
+med = statistics.median
+def fmt(ns):
+    return f"{ns / 1e6:.2f} ms" if ns >= 1e6 else (f"{ns / 1000:.1f} us" if ns >= 1000 else f"{ns:.0f} ns")
+rows = []
+for s in scenarios:
+    name = s.split("|", 1)[0]
+    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{name}-[0-9]*.json"))]
+    if not runs:
+        continue
+    n = len(runs)
+    kind = runs[0]["scenario"]
+    if kind == "throughput":
+        off = [r["results"][0] for r in runs]
+        on = [r["results"][1] for r in runs]
+        bad = sum(x["lost"] + x["duplicates"] for x in off + on)
+        ratio = med(r["ratio"] for r in runs)
+        rows += [
+            (name, "throughput, no journal", f"{med(x['throughput_tps'] for x in off) / 1e6:.2f} M tasks/s", "", n, bad),
+            (name, "throughput, sidecar (fsync never)", f"{med(x['throughput_tps'] for x in on) / 1e6:.2f} M tasks/s", "", n, bad),
+            (name, "sidecar / no journal", f"{ratio:.2f}x", "at least 0.90x: " + ("met" if ratio >= 0.9 else "not met"), n, bad),
+            (name, "sidecar CPU per task", f"{med(x['sidecar']['cpu_ns_per_task'] for x in on):.0f} ns", "", n, bad),
+        ]
+    elif kind == "ack":
+        res = [r["results"][0] for r in runs]
+        bad = sum(x["lost"] + x["duplicates"] for x in res)
+        per_sync = med(r["tasks_per_fdatasync"] for r in runs)
+        ratio = med(r["ack_p99_over_fdatasync_p99"] for r in runs)
+        probe = lambda q: fmt(med(r["fdatasync_probe"]["latency_ns"][q] for r in runs))
+        ack = lambda q: fmt(med(r["durable_ack_ns"][q] for r in runs))
+        rows += [
+            (name, "durable throughput", f"{med(x['throughput_tps'] for x in res) / 1e3:.1f} k tasks/s", "", n, bad),
+            (name, "tasks per fdatasync", f"{per_sync:.0f}", "at least 1000: " + ("met" if per_sync >= 1000 else "not met"), n, bad),
+            (name, "durable ack p50 / p99", f"{ack('p50')} / {ack('p99')}", "", n, bad),
+            (name, f"fdatasync probe p50 / p99 ({runs[0]['fdatasync_probe']['filesystem']})", f"{probe('p50')} / {probe('p99')}", "", n, bad),
+            (name, "durable-ack p99 / fdatasync p99", f"{ratio:.2f}x", "at most 2x: " + ("met" if ratio <= 2 else "not met"), n, bad),
+        ]
+    elif kind == "recovery":
+        bad = sum(0 if r["ok"] else 1 for r in runs)
+        total = med(r["recovery_s"] for r in runs)
+        log = runs[0]["log"]
+        rows += [
+            (name, f"recovery of {log['records']} records from disk (read_log + fold + restore)", f"{total:.2f} s",
+             "under 2 s: " + ("met" if total < 2 else "not met"), n, bad),
+            (name, "warm: read_log / read_log + fold", f"{med(r['warm_read_s'] for r in runs):.2f} s / {med(r['warm_s'] for r in runs):.2f} s", "", n, bad),
+            (name, "log", f"{log['bytes'] / 2**20:.0f} MiB in {log['files']} files, {log['tasks']} tasks", "", n, bad),
+        ]
+if rows:
+    print("\n| durability scenario | figure | median | target | runs |")
+    print("|---|---|---|---|---|")
+    for name, what, value, target, n, bad in rows:
+        note = "" if bad == 0 else f" ({bad} lost, duplicated or mismatched)"
+        print(f"| {name} | {what}{note} | {value} | {target} | {n} |")
 EOF
