@@ -287,11 +287,13 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   const TaskId id = TaskId::make(*index, sw::generation(published));
   // Journalled before the push, so the kStarted of the worker that pops it
   // comes after it. A durable submit's event is never dropped.
-  const std::uint64_t pos = e.journal_event(log::RecordType::kSubmitted, *index, published, 0, o.durable);
+  const std::int64_t durable_deadline = o.durable ? deadline_from(o.timeout_ns) : INT64_MAX;
+  const std::uint64_t pos =
+      e.journal_event(log::RecordType::kSubmitted, *index, published, 0, o.durable, durable_deadline);
   if (delayed(o) && e.push_ref(*index, published, nullptr, submit_ns)) {
     // Into the timer ring (or its queue ring, if the time has already come).
     e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);  // statistics
-    if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, deadline_from(o.timeout_ns), id));
+    if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, durable_deadline, id));
     return id;
   }
   ipc::Ring ring = e.ring(*queue, o.priority);
@@ -310,7 +312,7 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   // Relaxed: a statistics counter; readers want an approximate total.
   e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);
   e.notify_work(*queue, 1);
-  if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, deadline_from(o.timeout_ns), id));
+  if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, durable_deadline, id));
   return id;
 }
 
@@ -331,6 +333,8 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
   std::uint64_t published[kChunk];    // the words they were published with
   std::uint32_t slots[kChunk];        // their slots
   std::uint64_t last_pos = detail::kNoJournalPos;  // journal position of the last kSubmitted
+  bool durable_dropped = false;  // a durable chunk's events missed the journal (deadline or closing)
+  const std::int64_t durable_deadline = o.durable ? deadline_from(o.timeout_ns) : INT64_MAX;
   std::size_t done = 0;
   Status stop;
   while (done < tasks.size() && stop.is_ok()) {
@@ -364,8 +368,12 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
       ++n;
     }
     // One reservation for the chunk, before the push (as in submit).
-    const std::uint64_t pos = e.journal_events(log::RecordType::kSubmitted, slots, published, n, 0, o.durable);
-    if (pos != detail::kNoJournalPos) last_pos = pos;
+    const std::uint64_t pos = e.journal_events(log::RecordType::kSubmitted, slots, published, n, 0, o.durable,
+                                               o.durable ? durable_deadline : INT64_MAX);
+    if (n > 0) {
+      last_pos = pos;
+      if (pos == detail::kNoJournalPos) durable_dropped = true;
+    }
     std::size_t pushed = 0;
     // Delayed tasks go to the timer ring one by one (it has room for all).
     while (delayed(o) && pushed < n && e.push_ref(sw::ref_slot(chunk[pushed]), published[pushed], nullptr, submit_ns)) {
@@ -399,7 +407,8 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
   }
   if (done == 0 && !stop.is_ok()) return stop;
   if (o.durable && done > 0) {
-    TASKRING_RETURN_IF_ERROR(e.wait_durable(last_pos, deadline_from(o.timeout_ns), ids[done - 1]));
+    if (durable_dropped) return e.wait_durable(detail::kNoJournalPos, durable_deadline, ids[done - 1]);
+    TASKRING_RETURN_IF_ERROR(e.wait_durable(last_pos, durable_deadline, ids[done - 1]));
   }
   return done;
 }

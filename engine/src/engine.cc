@@ -386,18 +386,20 @@ bool Engine::free_slot(std::uint32_t index, std::uint64_t& word, log::FreeReason
 }
 
 std::uint64_t Engine::journal_events(log::RecordType type, const std::uint32_t* index, const std::uint64_t* word,
-                                     std::size_t n, std::uint32_t aux, bool keep) noexcept {
+                                     std::size_t n, std::uint32_t aux, bool keep, std::int64_t deadline) noexcept {
   if (journal_mode_ == JournalMode::kOff || n == 0) return kNoJournalPos;
   const bool wait = keep || journal_mode_ == JournalMode::kDurable;
   const auto count = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, journal_.capacity()));
   std::uint64_t first = 0;
   ipc::Backoff backoff;
   while (!journal_.try_reserve(count, first)) {
-    if (!wait || closing()) {
+    const std::int64_t now = deadline == INT64_MAX ? 0 : ipc::monotonic_ns();
+    if (!wait || closing() || now >= deadline) {
       journal_.add_dropped(n);
       return kNoJournalPos;
     }
-    if (!backoff.pause()) journal_.wait_for_space(10'000'000);  // re-check closing every 10 ms
+    // Re-check closing and the deadline at least every 10 ms.
+    if (!backoff.pause()) journal_.wait_for_space(count, std::min<std::int64_t>(deadline - now, 10'000'000));
   }
   JournalEvent ev{};
   ev.pid = ipc::current_pid();
@@ -408,12 +410,19 @@ std::uint64_t Engine::journal_events(log::RecordType type, const std::uint32_t* 
     ev.slot = index[i];
     journal_.write(first + i, &ev, sizeof ev);  // false: skipped, and the sidecar resyncs
   }
-  if (count < n) return journal_events(type, index + count, word + count, n - count, aux, keep);
+  if (count < n) return journal_events(type, index + count, word + count, n - count, aux, keep, deadline);
   return first + count - 1;
 }
 
 Status Engine::wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id) noexcept {
-  if (pos == kNoJournalPos) return Status::ok();
+  if (pos == kNoJournalPos) {
+    // The event was dropped: the segment is closing, or the journal stayed
+    // full past the deadline. The sidecar's resync will still find the task.
+    if (closing()) return failed_precondition("segment '" + seg_.name() + "' is closing");
+    return deadline_exceeded("task " + to_string(id) +
+                             " was submitted but could not enter the full journal in time: is the sidecar of "
+                             "segment '" + seg_.name() + "' running?");
+  }
   ipc::Backoff backoff;
   for (;;) {
     if (journal_.is_durable(pos)) return Status::ok();

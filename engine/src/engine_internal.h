@@ -96,20 +96,29 @@ class Engine {
   const ipc::Journal& journal() const noexcept { return journal_; }
   // Journals one event: `type` (log::RecordType kSubmitted..kFreed) for slot
   // `index`, whose word is now `word`. A full journal drops the event and
-  // counts it (best-effort) or waits for room (durable mode, or `keep`).
-  // Returns its position, or kNoJournalPos if it was dropped or the journal
-  // is off. May block (waiting for room).
+  // counts it (best-effort) or waits for room (durable mode, or `keep`):
+  // without limit in durable mode, until `deadline` (CLOCK_MONOTONIC) for a
+  // `keep` event in best-effort mode or any event with a deadline; an event
+  // not written by then, or when the segment closes, is dropped and counted
+  // (the sidecar resyncs). Returns its position, or kNoJournalPos if it was
+  // dropped or the journal is off. May block (waiting for room).
   std::uint64_t journal_event(log::RecordType type, std::uint32_t index, std::uint64_t word, std::uint32_t aux = 0,
-                              bool keep = false) noexcept {
+                              bool keep = false, std::int64_t deadline = INT64_MAX) noexcept {
     if (journal_mode_ == JournalMode::kOff) return kNoJournalPos;
-    return journal_events(type, &index, &word, 1, aux, keep);
+    return journal_events(type, &index, &word, 1, aux, keep, deadline);
   }
   // Journals `n` events of one type in one reservation; returns the
-  // position of the last (or kNoJournalPos).
+  // position of the last (or kNoJournalPos if any was dropped).
   std::uint64_t journal_events(log::RecordType type, const std::uint32_t* index, const std::uint64_t* word,
-                               std::size_t n, std::uint32_t aux, bool keep) noexcept;
+                               std::size_t n, std::uint32_t aux, bool keep,
+                               std::int64_t deadline = INT64_MAX) noexcept;
+  // The journal reader of this process (JournalReader): one at a time per
+  // mapping. Returns false if one is attached already.
+  bool take_journal_reader() noexcept { return !journal_reader_.exchange(true, std::memory_order_acq_rel); }
+  void give_journal_reader() noexcept { journal_reader_.store(false, std::memory_order_release); }
   // Waits until journal position `pos` is durable (the sidecar published
-  // it), up to `deadline` (CLOCK_MONOTONIC; INT64_MAX: no limit). Errors:
+  // it), up to `deadline` (CLOCK_MONOTONIC; INT64_MAX: no limit). `pos`
+  // kNoJournalPos (the event was dropped) is never durable. Errors:
   // deadline exceeded (naming the sidecar's state), failed precondition
   // when the segment closes. May block.
   Status wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id) noexcept;
@@ -169,6 +178,9 @@ class Engine {
   ipc::Arena arena_;
   ipc::Journal journal_;
   JournalMode journal_mode_ = JournalMode::kOff;
+  // Process-local: a JournalReader of this process holds the reader role.
+  // acq_rel/release: orders one reader's use of the journal before the next's.
+  std::atomic<bool> journal_reader_{false};
   std::uint32_t slot_count_ = 0;
   std::uint32_t queue_count_ = 0;
   std::uint32_t max_workers_ = 0;

@@ -69,6 +69,10 @@ Result<std::unique_ptr<JournalReader>> JournalReader::attach(std::string_view se
     return failed_precondition("segment '" + std::string(segment) +
                                "' has no journal: create it with --journal best-effort or durable");
   }
+  if (!e.take_journal_reader()) {
+    return failed_precondition("segment '" + std::string(segment) + "': this process (pid " +
+                               std::to_string(ipc::current_pid()) + ") already reads its journal");
+  }
   ipc::JournalControl& c = e.journal().control();
   const std::uint32_t me = ipc::current_pid();
   // Relaxed: the CAS decides; the start time is informative for the next taker.
@@ -76,6 +80,7 @@ Result<std::unique_ptr<JournalReader>> JournalReader::attach(std::string_view se
   for (;;) {
     if (holder != 0 && holder != me &&
         ipc::process_running(holder, c.reader_start_time.load(std::memory_order_relaxed))) {
+      e.give_journal_reader();
       return failed_precondition("segment '" + std::string(segment) + "': another sidecar (pid " +
                                  std::to_string(holder) + ") already reads its journal");
     }
@@ -98,6 +103,7 @@ JournalReader::~JournalReader() {
   std::uint32_t me = ipc::current_pid();
   // Release: our last head store happens before the next reader's acquire.
   c.reader_pid.compare_exchange_strong(me, 0, std::memory_order_release, std::memory_order_relaxed);
+  engine_->give_journal_reader();
 }
 
 std::uint32_t JournalReader::slot_count() const noexcept { return engine_->slot_count(); }

@@ -87,13 +87,13 @@ void Journal::add_dropped(std::uint64_t n) noexcept {
   control_->dropped.fetch_add(n, std::memory_order_release);
 }
 
-void Journal::wait_for_space(std::int64_t timeout_ns) noexcept {
+void Journal::wait_for_space(std::uint32_t n, std::int64_t timeout_ns) noexcept {
   // Acquire: a bump we miss makes futex_wait return at once.
   const std::uint32_t seq = control_->space_seq.load(std::memory_order_acquire);
   // [S14] seq_cst: announce, then re-check room; pairs with [S15] in release().
   control_->space_waiters.fetch_add(1, std::memory_order_seq_cst);
   const std::uint64_t t = control_->tail.load(std::memory_order_relaxed);
-  if (t >= control_->head.load(std::memory_order_seq_cst) + capacity()) {
+  if (t + n > control_->head.load(std::memory_order_seq_cst) + capacity()) {
     futex_wait(control_->space_seq, seq, timeout_ns);
   }
   control_->space_waiters.fetch_sub(1, std::memory_order_relaxed);  // a hint for the reader

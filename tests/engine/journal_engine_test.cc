@@ -470,13 +470,9 @@ void fill_journal(TestSegment& seg, int events) {
   }
 }
 
-// BUG (engine/src/engine.cc, Engine::journal_events): a durable submit
-// whose event does not fit waits for room with no deadline (the loop around
-// try_reserve checks only closing()), so SubmitOptions::timeout_ns, which
-// options.h says bounds a durable submit, is ignored: with no sidecar and a
-// full journal the submit never returns. Disabled until journal_events takes
-// the submit's deadline and the submit returns kDeadlineExceeded.
-TEST(JournalEngineTest, DISABLED_DurableSubmitOnAFullBestEffortJournalHonoursItsTimeout) {
+// A durable submit whose event does not fit waits for room only until its
+// timeout_ns: with no sidecar and a full journal it returns kDeadlineExceeded.
+TEST(JournalEngineTest, DurableSubmitOnAFullBestEffortJournalHonoursItsTimeout) {
   TestSegment seg("je", journal_config(JournalMode::kBestEffort, 64));
   ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
   fill_journal(seg, 64);
@@ -491,8 +487,8 @@ TEST(JournalEngineTest, DISABLED_DurableSubmitOnAFullBestEffortJournalHonoursIts
   EXPECT_EQ(r->status().code(), StatusCode::kDeadlineExceeded) << r->status().to_string();
 }
 
-// The same in durable mode (see the bug above).
-TEST(JournalEngineTest, DISABLED_DurableSubmitOnAFullDurableJournalHonoursItsTimeout) {
+// The same in durable mode.
+TEST(JournalEngineTest, DurableSubmitOnAFullDurableJournalHonoursItsTimeout) {
   TestSegment seg("je", journal_config(JournalMode::kDurable, 64));
   ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
   fill_journal(seg, 64);
@@ -506,14 +502,10 @@ TEST(JournalEngineTest, DISABLED_DurableSubmitOnAFullDurableJournalHonoursItsTim
   EXPECT_EQ(r->status().code(), StatusCode::kDeadlineExceeded) << r->status().to_string();
 }
 
-// BUG (engine/src/engine.cc Engine::journal_events with engine/src/client.cc
-// Client::submit): when the segment closes while a durable submit waits for
-// journal room, journal_events drops the event and returns kNoJournalPos,
-// and wait_durable(kNoJournalPos) returns OK at once: the submit reports
-// success for a task whose record no sidecar will ever have. Expected: the
-// closing error (kFailedPrecondition) that wait_durable gives. Disabled
-// until a durable submit treats a dropped event as not durable.
-TEST(JournalEngineTest, DISABLED_DurableSubmitInterruptedByClosingIsNotAcknowledged) {
+// When the segment closes while a durable submit waits for journal room, its
+// event is dropped, and the submit reports the closing error
+// (kFailedPrecondition), never success.
+TEST(JournalEngineTest, DurableSubmitInterruptedByClosingIsNotAcknowledged) {
   TestSegment seg("je", journal_config(JournalMode::kDurable, 64));
   ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
   fill_journal(seg, 64);
@@ -607,15 +599,9 @@ TEST(JournalEngineTest, AttachTakesTheRoleOfADeadReader) {
   EXPECT_EQ(c.reader_pid.load(), static_cast<std::uint32_t>(getpid()));
 }
 
-// BUG (engine/src/journal_reader.cc, JournalReader::attach): the check
-// `holder != 0 && holder != me && process_running(...)` lets a second
-// JournalReader of the same process take the role while the first lives,
-// although journal_reader.h promises one reader per segment at a time. Two
-// readers then both advance head; and destroying either gives the role back
-// (reader_pid = 0) while the other still reads, so a sidecar in another
-// process can attach beside it. Disabled until attach refuses holder == me
-// while the holder is a live JournalReader of this process.
-TEST(JournalEngineTest, DISABLED_AttachRefusesASecondReaderInTheSameProcess) {
+// One reader per segment at a time, also within one process: a second
+// JournalReader of the same process is refused while the first lives.
+TEST(JournalEngineTest, AttachRefusesASecondReaderInTheSameProcess) {
   TestSegment seg("je", journal_config(JournalMode::kBestEffort));
   ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
   auto first = attach_reader(seg.name());

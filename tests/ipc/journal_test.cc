@@ -448,7 +448,7 @@ TEST(JournalTest, WaitForSpaceReturnsAtOnceWhenThereIsRoom) {
   Journal j = h.journal();
   std::atomic<bool> done{false};
   std::thread t([&] {
-    j.wait_for_space(kLongWaitNs);
+    j.wait_for_space(1, kLongWaitNs);
     done.store(true);
   });
   const bool returned = wait_until([&] { return done.load(); });
@@ -458,6 +458,37 @@ TEST(JournalTest, WaitForSpaceReturnsAtOnceWhenThereIsRoom) {
   }
   t.join();
   EXPECT_TRUE(returned) << "wait_for_space parked on an empty journal";
+}
+
+TEST(JournalTest, WaitForSpaceParksWhileFewerThanNCellsAreFree) {
+  HeapJournal h(64);
+  Journal j = h.journal();
+  for (std::uint64_t i = 0; i < 63; ++i) append(j, pattern(i));  // one cell free
+  std::atomic<bool> released{false};
+  std::atomic<bool> released_before_return{false};
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    Journal mine = h.journal();
+    mine.wait_for_space(2, kLongWaitNs);  // a batch of two does not fit yet
+    released_before_return.store(released.load());
+    done.store(true);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const bool early = done.load();
+  std::uint8_t body[kJournalBodyBytes];
+  std::uint32_t pid = 0;
+  ASSERT_EQ(j.peek(0, body, pid), Journal::Peek::kRecord);
+  released.store(true);
+  j.release(1);
+  const bool returned = wait_until([&] { return done.load(); });
+  if (!returned) {
+    h.control()->space_seq.fetch_add(1);
+    futex_wake(h.control()->space_seq, INT32_MAX);
+  }
+  t.join();
+  EXPECT_FALSE(early) << "wait_for_space(2) returned with only one cell free";
+  EXPECT_TRUE(returned) << "release did not wake the waiter";
+  EXPECT_TRUE(released_before_return.load());
 }
 
 TEST(JournalTest, WaitForSpaceWakesWhenTheReaderReleases) {
@@ -473,7 +504,7 @@ TEST(JournalTest, WaitForSpaceWakesWhenTheReaderReleases) {
     Journal mine = h.journal();
     std::uint64_t pos = 0;
     had_room.store(mine.try_reserve(1, pos));  // the journal is full: false
-    mine.wait_for_space(kLongWaitNs);
+    mine.wait_for_space(1, kLongWaitNs);
     released_before_return.store(released.load());
     reserved_after.store(mine.try_reserve(1, pos) && pos == 64);
     done.store(true);
@@ -531,7 +562,7 @@ TEST(JournalTest, WritersAndOneReaderPassEveryRecordOnceInOrder) {
         const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(uniform(rng, 1, 4), kPerWriter - seq));
         std::uint64_t first = 0;
         if (!j.try_reserve(n, first)) {
-          j.wait_for_space(10'000'000);
+          j.wait_for_space(n, 10'000'000);
           continue;
         }
         for (std::uint32_t i = 0; i < n; ++i, ++seq) {

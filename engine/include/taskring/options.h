@@ -19,7 +19,8 @@ enum class JournalMode : std::uint8_t {
   kOff = 0,         // no journal: nothing is mirrored; durable submits are refused
   kBestEffort = 1,  // a full journal drops the event and counts it; the sidecar
                     // then resynchronises from the slot table (never a silent gap)
-  kDurable = 2,     // a full journal makes the process that changed the state wait
+  kDurable = 2,     // a full journal makes the process that changed the state wait, without a
+                    // time limit (only a durable submit's own event honours its timeout_ns)
 };
 std::string_view journal_mode_name(JournalMode m) noexcept;
 // Accepts off, best-effort, durable. Errors name the value.
@@ -88,7 +89,9 @@ struct SubmitOptions {
   // Durable acknowledgement: submit returns only once the sidecar has the
   // task's record on disk (as its --fsync policy defines it), waiting up to
   // timeout_ns. Needs a segment whose journal is not off. A journal that is
-  // full makes this submit wait for room even in best-effort mode.
+  // full makes this submit wait for room even in best-effort mode (also up
+  // to timeout_ns). On kDeadlineExceeded the task was submitted (its id is
+  // in the message) and runs; only its durability is unknown.
   bool durable = false;
 };
 

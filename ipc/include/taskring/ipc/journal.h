@@ -84,9 +84,10 @@ class Journal {
   bool write(std::uint64_t pos, const void* body, std::size_t len) noexcept;
   // Counts `n` records that were not written because the journal was full.
   void add_dropped(std::uint64_t n) noexcept;
-  // Parks until the reader may have freed cells (space_seq moved) or
-  // `timeout_ns` passed; the caller retries try_reserve after. May block.
-  void wait_for_space(std::int64_t timeout_ns) noexcept;
+  // Parks while fewer than `n` cells are free, until the reader may have
+  // freed some (space_seq moved) or `timeout_ns` passed; the caller retries
+  // try_reserve after. May block.
+  void wait_for_space(std::uint32_t n, std::int64_t timeout_ns) noexcept;
   // True once every position below `pos` is durable (see durable()).
   bool is_durable(std::uint64_t pos) const noexcept;
   // Parks until durable() moves past `pos` or `timeout_ns` passed. May block.
