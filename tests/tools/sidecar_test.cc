@@ -344,42 +344,107 @@ TEST(SidecarTest, DurableSubmitWithoutASidecarTimesOutNamingTheMissingSidecar) {
   EXPECT_NE(id.status().message().find("no sidecar"), std::string::npos) << id.status().to_string();
 }
 
-// Exit codes of the child that tries a second sidecar.
-constexpr int kChildRefused = 0;
-constexpr int kChildStarted = 1;
-constexpr int kChildOtherError = 2;
+// A forked process that tries Sidecar::start on `segment` with log `dir`
+// once told to go (so that it can be forked while the parent holds the
+// journal and try later), and reports over a pipe how it went.
+class SidecarChild {
+ public:
+  struct Outcome {
+    bool reported = false;  // false: it died or hung (see `why`)
+    bool started = false;
+    StatusCode code = StatusCode::kOk;
+    std::string message;
+    std::string why;
+  };
 
-// Forks a process that tries Sidecar::start on `segment` with log `dir`
-// and reports how it went in its exit code.
-int start_in_another_process(const std::string& segment, const std::string& dir, std::string& why) {
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    auto sc = Sidecar::start(options_for(segment, dir));
-    if (sc) _exit(kChildStarted);
-    const bool refused = sc.status().code() == StatusCode::kFailedPrecondition &&
-                         sc.status().message().find("another sidecar") != std::string::npos;
-    if (!refused) std::fprintf(stderr, "[child] %s\n", sc.status().to_string().c_str());
-    _exit(refused ? kChildRefused : kChildOtherError);
+  SidecarChild(const std::string& segment, const std::string& dir) {
+    int go[2], result[2];
+    if (pipe(go) != 0 || pipe(result) != 0) {
+      ADD_FAILURE() << "pipe failed";
+      return;
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+    pid_ = fork();
+    if (pid_ == 0) {
+      close(go[1]);
+      close(result[0]);
+      char c = 0;
+      if (read(go[0], &c, 1) != 1) _exit(2);
+      auto sc = Sidecar::start(options_for(segment, dir));
+      const std::string out = sc ? std::string("started")
+                                 : std::to_string(static_cast<int>(sc.status().code())) + " " + sc.status().message();
+      const ssize_t n = write(result[1], out.data(), out.size());
+      _exit(n == static_cast<ssize_t>(out.size()) ? 0 : 3);
+    }
+    close(go[0]);
+    close(result[1]);
+    go_fd_ = go[1];
+    result_fd_ = result[0];
+    if (pid_ < 0) ADD_FAILURE() << "fork failed";
   }
-  if (pid < 0) {
-    why = "fork failed";
-    return -1;
+  SidecarChild(const SidecarChild&) = delete;
+  SidecarChild& operator=(const SidecarChild&) = delete;
+  ~SidecarChild() {
+    if (pid_ > 0 && kill(pid_, SIGKILL) == 0) waitpid(pid_, nullptr, 0);
+    if (go_fd_ >= 0) close(go_fd_);
+    if (result_fd_ >= 0) close(result_fd_);
   }
-  int status = 0;
-  const bool reaped = wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; });
-  if (!reaped) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    why = "the child did not finish in time";
-    return -1;
+
+  // Lets it try, and waits for its report and its exit.
+  Outcome go() {
+    Outcome o;
+    if (pid_ <= 0) {
+      o.why = "no child";
+      return o;
+    }
+    const char c = 'g';
+    if (write(go_fd_, &c, 1) != 1) o.why = "cannot signal the child";
+    int status = 0;
+    const bool reaped = wait_until([&] { return waitpid(pid_, &status, WNOHANG) == pid_; });
+    if (!reaped) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
+    pid_ = -1;
+    std::string text;
+    char buf[512];
+    ssize_t n = 0;
+    while ((n = read(result_fd_, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    if (!reaped || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || text.empty()) {
+      o.why = !reaped ? "the child did not finish in time" : "the child ended with status " + std::to_string(status);
+      return o;
+    }
+    o.reported = true;
+    if (text == "started") {
+      o.started = true;
+      return o;
+    }
+    const std::size_t space = text.find(' ');
+    o.code = static_cast<StatusCode>(std::stoi(text.substr(0, space)));
+    o.message = space == std::string::npos ? std::string() : text.substr(space + 1);
+    return o;
   }
-  if (!WIFEXITED(status)) {
-    why = "the child was killed by signal " + std::to_string(WTERMSIG(status));
-    return -1;
+
+ private:
+  pid_t pid_ = -1;
+  int go_fd_ = -1;
+  int result_fd_ = -1;
+};
+
+// Forks a SidecarChild and lets it try at once.
+SidecarChild::Outcome start_in_another_process(const std::string& segment, const std::string& dir) {
+  SidecarChild child(segment, dir);
+  return child.go();
+}
+
+::testing::AssertionResult refused(const SidecarChild::Outcome& o) {
+  if (!o.reported) return ::testing::AssertionFailure() << o.why;
+  if (o.started) return ::testing::AssertionFailure() << "it started";
+  if (o.code != StatusCode::kFailedPrecondition) {
+    return ::testing::AssertionFailure() << "refused with code " << status_code_name(o.code) << ": " << o.message;
   }
-  return WEXITSTATUS(status);
+  return ::testing::AssertionSuccess();
 }
 
 TEST(SidecarTest, ASidecarInAnotherProcessIsRefusedWhileTheFirstLives) {
@@ -389,29 +454,51 @@ TEST(SidecarTest, ASidecarInAnotherProcessIsRefusedWhileTheFirstLives) {
   auto started = Sidecar::start(options_for(seg.name(), dir.log()));
   ASSERT_TRUE(started.is_ok()) << started.status().to_string();
   std::unique_ptr<Sidecar> first = std::move(started).value();
-  std::string why;
-  EXPECT_EQ(start_in_another_process(seg.name(), dir.sub("other-log"), why), kChildRefused)
-      << "a second sidecar in another process (own log dir) was not refused with kFailedPrecondition " << why;
+  EXPECT_TRUE(refused(start_in_another_process(seg.name(), dir.sub("other-log"))))
+      << "a second sidecar in another process (own log dir)";
   auto snap = read_snapshot(seg.name());
   ASSERT_TRUE(snap.is_ok());
   EXPECT_EQ(snap->journal.sidecar_pid, static_cast<std::uint32_t>(getpid()));
   // Once the first is gone, another may take over.
   first.reset();
-  EXPECT_EQ(start_in_another_process(seg.name(), dir.sub("other-log"), why), kChildStarted) << why;
+  const SidecarChild::Outcome later = start_in_another_process(seg.name(), dir.sub("other-log"));
+  EXPECT_TRUE(later.reported && later.started) << later.why << later.message;
 }
 
-// DISABLED: fails against the code under test. JournalReader::attach
-// (engine/src/journal_reader.cc, the `holder != me` test in its loop) lets
-// the process that already holds the reader role take it again, so a second
-// Sidecar in the same process attaches to the journal (a second reader, with
-// its own position), and when its start then fails (here: the log
-// directory's flock), ~JournalReader clears reader_pid, which the first
-// sidecar still needs: status shows no sidecar, durable submits that time out
-// say "no sidecar serves", and a sidecar in another process is then let in
-// next to the live one. Remove DISABLED_ once attach refuses a second reader
-// in its own process too (e.g. a process-local flag per segment, or keep
-// `holder != me` only for a dead holder whose pid was reused).
-TEST(SidecarTest, DISABLED_ASecondSidecarInTheSameProcessIsRefusedAndTheFirstKeepsTheJournal) {
+// DISABLED: fails against the code under test (commit 0420951). The
+// one-reader-per-process flag that JournalReader::attach takes
+// (Engine::take_journal_reader, engine/src/engine.cc) lives in the Engine
+// object of the process's mapping cache, which a fork copies: a child forked
+// while its parent holds the journal is refused with "this process (pid
+// <the child's own pid>) already reads its journal", which is untrue and
+// does not name the real holder, and it stays refused after the parent
+// gave the journal back (its copy of the flag is never cleared), even though
+// no process reads the journal then. Remove DISABLED_ once the flag is keyed
+// by the pid that took it (or reset in the child, e.g. pthread_atfork).
+TEST(SidecarTest, DISABLED_AChildForkedWhileItsParentReadsTheJournalMayTakeItOverLater) {
+  TestSegment seg("forked", journal_config());
+  ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
+  TempDir dir;
+  auto started = Sidecar::start(options_for(seg.name(), dir.log()));
+  ASSERT_TRUE(started.is_ok()) << started.status().to_string();
+  std::unique_ptr<Sidecar> first = std::move(started).value();
+  {
+    const SidecarChild::Outcome now = start_in_another_process(seg.name(), dir.sub("other-log"));
+    ASSERT_TRUE(refused(now));
+    EXPECT_NE(now.message.find("pid " + std::to_string(getpid())), std::string::npos)
+        << "the refusal does not name the sidecar that reads the journal (pid " << getpid() << "): " << now.message;
+  }
+  SidecarChild child(seg.name(), dir.sub("other-log"));  // forked while the parent reads
+  first.reset();
+  const SidecarChild::Outcome later = child.go();
+  EXPECT_TRUE(later.reported && later.started)
+      << "no process reads the journal, yet the child was refused: " << later.why << later.message;
+}
+
+// Fixed by commit 0420951 (one journal reader per process): before it, a
+// second start in the process that held the journal took the reader role
+// again, and when it then failed, gave it away from under the first.
+TEST(SidecarTest, ASecondSidecarInTheSameProcessIsRefusedAndTheFirstKeepsTheJournal) {
   TestSegment seg("samepid", journal_config());
   ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
   TempDir dir;
@@ -425,14 +512,35 @@ TEST(SidecarTest, DISABLED_ASecondSidecarInTheSameProcessIsRefusedAndTheFirstKee
     }
     auto other_dir = Sidecar::start(options_for(seg.name(), dir.sub("other-log")));
     EXPECT_FALSE(other_dir.is_ok()) << "a second sidecar on the same segment (own log dir) started";
+    if (!other_dir) {
+      EXPECT_EQ(other_dir.status().code(), StatusCode::kFailedPrecondition);
+    }
   }
   auto snap = read_snapshot(seg.name());
   ASSERT_TRUE(snap.is_ok());
   EXPECT_EQ(snap->journal.sidecar_pid, static_cast<std::uint32_t>(getpid()))
       << "the refused starts took the journal's reader role away from the first sidecar";
-  std::string why;
-  EXPECT_EQ(start_in_another_process(seg.name(), dir.sub("third-log"), why), kChildRefused)
-      << "after the refused starts, a sidecar in another process got in next to the first " << why;
+  EXPECT_TRUE(refused(start_in_another_process(seg.name(), dir.sub("third-log"))))
+      << "after the refused starts, a sidecar in another process got in next to the first";
+  // The first still works: a durable submit is acknowledged through it.
+  std::atomic<bool> returned{false};
+  std::thread producer([&] {
+    SubmitOptions so;
+    so.durable = true;
+    so.queue = "later";
+    so.timeout_ns = kHangTimeoutNs;
+    auto id = seg.client().submit("echo", "x", so);
+    EXPECT_TRUE(id.is_ok()) << id.status().to_string();
+    returned.store(true, std::memory_order_release);
+  });
+  const auto deadline = steady_clock::now() + kHangTimeout;
+  Status stepped;
+  while (!returned.load(std::memory_order_acquire) && steady_clock::now() < deadline && stepped.is_ok()) {
+    auto n = (*first)->step(1'000'000);
+    if (!n) stepped = n.status();
+  }
+  producer.join();
+  EXPECT_TRUE(stepped.is_ok()) << stepped.to_string();
 }
 
 // ---- the log of a drained journal ----------------------------------------------------
