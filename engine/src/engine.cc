@@ -414,6 +414,23 @@ std::uint64_t Engine::journal_events(log::RecordType type, const std::uint32_t* 
   return first + count - 1;
 }
 
+bool Engine::take_journal_reader() noexcept {
+  const std::uint32_t me = ipc::current_pid();
+  std::uint32_t held = journal_reader_pid_.load(std::memory_order_acquire);
+  for (;;) {
+    if (held == me) return false;  // a reader of ours is attached
+    // 0, or our parent's before a fork: ours now.
+    if (journal_reader_pid_.compare_exchange_weak(held, me, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      return true;
+    }
+  }
+}
+
+void Engine::give_journal_reader() noexcept {
+  std::uint32_t me = ipc::current_pid();
+  journal_reader_pid_.compare_exchange_strong(me, 0, std::memory_order_release, std::memory_order_relaxed);
+}
+
 Status Engine::wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id) noexcept {
   if (pos == kNoJournalPos) {
     // The event was dropped: the segment is closing, or the journal stayed

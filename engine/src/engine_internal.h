@@ -113,9 +113,11 @@ class Engine {
                                std::size_t n, std::uint32_t aux, bool keep,
                                std::int64_t deadline = INT64_MAX) noexcept;
   // The journal reader of this process (JournalReader): one at a time per
-  // mapping. Returns false if one is attached already.
-  bool take_journal_reader() noexcept { return !journal_reader_.exchange(true, std::memory_order_acq_rel); }
-  void give_journal_reader() noexcept { journal_reader_.store(false, std::memory_order_release); }
+  // mapping. Returns false if one is attached already. The flag holds the
+  // pid that took it, so a child forked meanwhile is not refused for its
+  // parent's reader.
+  bool take_journal_reader() noexcept;
+  void give_journal_reader() noexcept;
   // Waits until journal position `pos` is durable (the sidecar published
   // it), up to `deadline` (CLOCK_MONOTONIC; INT64_MAX: no limit). `pos`
   // kNoJournalPos (the event was dropped) is never durable. Errors:
@@ -178,9 +180,10 @@ class Engine {
   ipc::Arena arena_;
   ipc::Journal journal_;
   JournalMode journal_mode_ = JournalMode::kOff;
-  // Process-local: a JournalReader of this process holds the reader role.
-  // acq_rel/release: orders one reader's use of the journal before the next's.
-  std::atomic<bool> journal_reader_{false};
+  // Process-local: the pid whose JournalReader holds the reader role (0:
+  // none). acq_rel/release: orders one reader's use of the journal before
+  // the next's.
+  std::atomic<std::uint32_t> journal_reader_pid_{0};
   std::uint32_t slot_count_ = 0;
   std::uint32_t queue_count_ = 0;
   std::uint32_t max_workers_ = 0;

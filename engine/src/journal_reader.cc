@@ -117,7 +117,7 @@ void JournalReader::heartbeat() noexcept {
   engine_->journal().control().reader_heartbeat_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
 }
 
-bool JournalReader::fill(const void* body, log::Record& r) {
+bool JournalReader::fill(const void* body, std::int64_t wall_ns, log::Record& r) {
   JournalEvent ev;
   std::memcpy(&ev, body, sizeof ev);
   const Engine& e = *engine_;
@@ -127,7 +127,10 @@ bool JournalReader::fill(const void* body, log::Record& r) {
   }
   r = log::Record{};
   r.type = static_cast<log::RecordType>(ev.type);
-  r.wall_ns = ipc::realtime_ns();
+  // A finished task stored by restore_tasks is published as submitted with
+  // its terminal word: the log records it whole, as a snapshot of it.
+  if (r.type == log::RecordType::kSubmitted && is_terminal(sw::state(ev.word))) r.type = log::RecordType::kTaskSnapshot;
+  r.wall_ns = wall_ns;
   r.epoch = epoch_;
   const std::uint32_t gen =
       r.type == log::RecordType::kFreed ? previous_generation(sw::generation(ev.word)) : sw::generation(ev.word);
@@ -137,7 +140,7 @@ bool JournalReader::fill(const void* body, log::Record& r) {
   r.aux = ev.aux;
   const TaskSlot& s = e.slot(ev.slot);
   const bool terminal = r.type != log::RecordType::kFreed && is_terminal(sw::state(ev.word));
-  if (r.type == log::RecordType::kSubmitted) {
+  if (r.type == log::RecordType::kSubmitted || r.type == log::RecordType::kTaskSnapshot) {
     log::TaskSpec spec;
     if (copy_spec(e, s, ev.word, spec)) {
       r.spec = std::move(spec);
@@ -160,12 +163,14 @@ std::size_t JournalReader::read(std::vector<log::Record>& out, std::size_t max, 
   ipc::Journal& j = engine_->journal();
   std::size_t n = 0;
   std::uint8_t body[ipc::kJournalBodyBytes];
+  // One clock read per call: the records of one batch share their time.
+  const std::int64_t wall = ipc::realtime_ns();
   while (n < max) {
     std::uint32_t writer = 0;
     switch (j.peek(pos_, body, writer)) {
       case ipc::Journal::Peek::kRecord: {
         log::Record r;
-        if (fill(body, r)) {
+        if (fill(body, wall, r)) {
           out.push_back(std::move(r));
           ++n;
         } else {
@@ -187,12 +192,15 @@ std::size_t JournalReader::read(std::vector<log::Record>& out, std::size_t max, 
         if (now - waiting_since_ns_ < kHoleGraceNs) return n;
         break;  // skip it below
       }
-      case ipc::Journal::Peek::kWriting:
-        if (ipc::process_alive(writer)) {
+      case ipc::Journal::Peek::kWriting: {
+        const std::int64_t now = ipc::monotonic_ns();
+        if (waiting_since_ns_ == 0) waiting_since_ns_ = now;
+        if (now - waiting_since_ns_ < kWriterCheckNs || ipc::process_alive(writer)) {
           info.writer_stalled = true;
           return n;
         }
         break;  // its writer died mid-copy: skip it below
+      }
     }
     if (j.skip(pos_)) {
       ++info.holes;
@@ -207,6 +215,11 @@ std::size_t JournalReader::read(std::vector<log::Record>& out, std::size_t max, 
 void JournalReader::release() noexcept { engine_->journal().release(pos_); }
 void JournalReader::publish_durable(std::uint64_t pos) noexcept { engine_->journal().publish_durable(pos); }
 void JournalReader::wait(std::int64_t timeout_ns) noexcept { engine_->journal().park_reader(pos_, timeout_ns); }
+bool JournalReader::durable_waiters() const noexcept {
+  // Relaxed: a hint for batching; a waiter missed now is served by the
+  // next write, at most the sidecar's batching delay later.
+  return engine_->journal().control().durable_waiters.load(std::memory_order_relaxed) != 0;
+}
 
 void JournalReader::snapshot(std::vector<log::Record>& out, bool free_slots) {
   const Engine& e = *engine_;

@@ -465,17 +465,11 @@ TEST(SidecarTest, ASidecarInAnotherProcessIsRefusedWhileTheFirstLives) {
   EXPECT_TRUE(later.reported && later.started) << later.why << later.message;
 }
 
-// DISABLED: fails against the code under test (commit 0420951). The
-// one-reader-per-process flag that JournalReader::attach takes
-// (Engine::take_journal_reader, engine/src/engine.cc) lives in the Engine
-// object of the process's mapping cache, which a fork copies: a child forked
-// while its parent holds the journal is refused with "this process (pid
-// <the child's own pid>) already reads its journal", which is untrue and
-// does not name the real holder, and it stays refused after the parent
-// gave the journal back (its copy of the flag is never cleared), even though
-// no process reads the journal then. Remove DISABLED_ once the flag is keyed
-// by the pid that took it (or reset in the child, e.g. pthread_atfork).
-TEST(SidecarTest, DISABLED_AChildForkedWhileItsParentReadsTheJournalMayTakeItOverLater) {
+// The one-reader-per-process flag is keyed by the pid that took it: a child
+// forked while its parent reads the journal is refused only while the parent
+// lives and names it, and may take the journal over once the parent gave it
+// back.
+TEST(SidecarTest, AChildForkedWhileItsParentReadsTheJournalMayTakeItOverLater) {
   TestSegment seg("forked", journal_config());
   ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
   TempDir dir;
@@ -840,17 +834,9 @@ TEST(SidecarTest, AHostRestartResubmitsPendingTasksAndRestoresUnreadResultsOnce)
   EXPECT_EQ(c.free_slots(), c.config().slots);
 }
 
-// DISABLED: fails against the code under test; see the bug report with the
-// test. detail::restore_finished (engine/src/client.cc, near the end)
-// journals a restored result as kSubmitted with a terminal state word;
-// LogState (rule 9, state_rank in engine/src/log_state.cc) rejects a
-// kSubmitted that is not pending as invalid, and the start snapshot of
-// segment B was taken before the restore, so the log never holds B's
-// restored results as live. A second host restart loses every result that
-// was restored and not yet read (the kRecovered marks hide the originals).
-// Remove DISABLED_ once a restored result is logged in a form the fold keeps
-// (e.g. a kTaskSnapshot record, or a resync after the restore).
-TEST(SidecarTest, DISABLED_RestoredUnreadResultsSurviveASecondHostRestart) {
+// A result restored into a new segment is logged whole (as a task
+// snapshot), so it survives a second host restart before anyone reads it.
+TEST(SidecarTest, RestoredUnreadResultsSurviveASecondHostRestart) {
   TempDir dir;
   std::vector<Expected> pending, unread;
   {
@@ -906,17 +892,9 @@ TEST(SidecarTest, DISABLED_RestoredUnreadResultsSurviveASecondHostRestart) {
   }
 }
 
-// DISABLED: hangs against the code under test (the child is killed after
-// 30 s, so the test fails instead). Sidecar::~Sidecar
-// (tools/sidecar/sidecar.cc) joins the restore thread without stepping;
-// when the tasks to restore need more journal cells than are free (a
-// durable journal makes each restored submit wait for room, and only this
-// sidecar's step() frees cells), the thread never ends and the destructor
-// never returns. finish() steps until the restore is done; the destructor
-// does not, so a caller that drops a Sidecar early (an error path, a signal
-// between start and run) wedges. Remove DISABLED_ once the destructor steps
-// (or stops the restore) before joining.
-TEST(SidecarTest, DISABLED_DestroyingASidecarWhileItRestoresReturns) {
+// Destroying a sidecar while its restore waits for journal room returns:
+// the destructor steps until the restore is done before joining it.
+TEST(SidecarTest, DestroyingASidecarWhileItRestoresReturns) {
   TempDir dir;
   {
     TestSegment a("dtorA", journal_config());

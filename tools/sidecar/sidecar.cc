@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 
 namespace taskring::sidecar {
 namespace {
@@ -157,6 +158,11 @@ Result<std::unique_ptr<Sidecar>> Sidecar::start(const SidecarOptions& options, S
 }
 
 Sidecar::~Sidecar() {
+  // The restore thread may be waiting for journal room that only our steps
+  // free (finish() does this too, and reports errors).
+  while (!restore_done()) {
+    if (!step(10'000'000)) break;
+  }
   if (restore_thread_.joinable()) restore_thread_.join();
 }
 
@@ -192,6 +198,7 @@ void Sidecar::append(std::vector<log::Record>& records) {
     writer_->append(r);
   }
   stats_.records += records.size();
+  unwritten_records_ += records.size();
   if (!records.empty()) unwritten_ = true;
   records.clear();
 }
@@ -206,6 +213,8 @@ Status Sidecar::write_and_sync(bool force_sync) {
     reader_->release();
     written_pos_ = pos;
     unwritten_ = false;
+    unwritten_records_ = 0;
+    first_unwritten_ns_ = 0;
     unsynced_ = true;
   }
   if (!unsynced_) return Status::ok();
@@ -282,15 +291,33 @@ Status Sidecar::compact() {
   return Status::ok();
 }
 
+bool Sidecar::hold_back(std::size_t read) {
+  if (!unwritten_) return false;
+  const std::int64_t now = mono_ns();
+  if (first_unwritten_ns_ == 0) first_unwritten_ns_ = now;
+  // Write when the journal had more than one batch, when enough is waiting,
+  // when the oldest record has waited kWriteDelayNs, or when a producer
+  // waits for a durable acknowledgement: small writes cost a system call
+  // (and, with --fsync always, a sync) each.
+  return read < options_.batch && unwritten_records_ < options_.batch && now - first_unwritten_ns_ < kWriteDelayNs &&
+         !reader_->durable_waiters();
+}
+
 Result<std::size_t> Sidecar::step(std::int64_t wait_ns) {
   JournalReadInfo info;
   std::size_t n = reader_->read(batch_, options_.batch, info);
-  if (n == 0 && wait_ns > 0 && !info.writer_stalled) {
-    // With an interval policy, wake in time for the next due sync.
+  if (n == 0 && info.writer_stalled) {
+    // A writer is between its two cell CASes (or stopped there): let it run.
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  } else if (n == 0 && wait_ns > 0) {
+    // With an interval policy, wake in time for the next due sync; with a
+    // held-back write, in time to write it.
     std::int64_t park = wait_ns;
+    const std::int64_t now = mono_ns();
     if (unsynced_ && options_.fsync.kind == FsyncPolicy::Kind::kInterval) {
-      park = std::min(park, std::max<std::int64_t>(last_sync_ns_ + options_.fsync.interval_ns - mono_ns(), 0));
+      park = std::min(park, std::max<std::int64_t>(last_sync_ns_ + options_.fsync.interval_ns - now, 0));
     }
+    if (unwritten_) park = std::min(park, std::max<std::int64_t>(first_unwritten_ns_ + kWriteDelayNs - now, 0));
     if (park > 0) reader_->wait(park);
     n = reader_->read(batch_, options_.batch, info);
   }
@@ -311,7 +338,7 @@ Result<std::size_t> Sidecar::step(std::int64_t wait_ns) {
     stats_.dropped = dropped;
     dropped_seen_ = dropped;
     TASKRING_RETURN_IF_ERROR(resync(info.holes != 0 ? log::ResyncReason::kHole : log::ResyncReason::kDropped, lost));
-  } else {
+  } else if (!hold_back(n)) {
     TASKRING_RETURN_IF_ERROR(write_and_sync(false));
   }
   if (options_.compact_bytes != 0 && writer_->bytes_on_disk() >= options_.compact_bytes) {
@@ -322,7 +349,10 @@ Result<std::size_t> Sidecar::step(std::int64_t wait_ns) {
 
 Status Sidecar::flush() {
   JournalReadInfo info;
-  while (reader_->read(batch_, options_.batch, info) != 0) append(batch_);
+  for (std::size_t n; (n = reader_->read(batch_, options_.batch, info)) != 0;) {
+    stats_.events += n;
+    append(batch_);
+  }
   {
     std::lock_guard<std::mutex> lock(restore_mu_);
     append(restored_records_);

@@ -118,7 +118,12 @@ class Sidecar {
 
  private:
   Sidecar() = default;
+  // How long the sidecar may hold back a small write while nobody waits
+  // for a durable acknowledgement, to batch events into fewer write()s.
+  static constexpr std::int64_t kWriteDelayNs = 1'000'000;
   void append(std::vector<log::Record>& records);
+  // True if this step's records may wait for the next step's (see kWriteDelayNs).
+  bool hold_back(std::size_t read);
   Status write_and_sync(bool force_sync);
   Status resync(log::ResyncReason why, std::uint64_t dropped);
   Status compact();
@@ -132,6 +137,8 @@ class Sidecar {
   std::uint64_t synced_pos_ = 0;         // ... and synced
   std::uint64_t unsynced_submits_ = 0;
   bool unwritten_ = false;  // records appended since the last write()
+  std::uint64_t unwritten_records_ = 0;
+  std::int64_t first_unwritten_ns_ = 0;  // when the oldest of them was appended (0: none)
   bool unsynced_ = false;   // records written since the last sync()
   std::int64_t last_sync_ns_ = 0;
   std::uint64_t dropped_seen_ = 0;

@@ -42,6 +42,9 @@ class JournalReader {
   // caller must then resynchronise. A cell being written by a dead process
   // is skipped at once.
   static constexpr std::int64_t kHoleGraceNs = 200'000'000;
+  // A cell being written for longer than this has its writer's pid checked
+  // (a system call): a live writer copies its 24 bytes in nanoseconds.
+  static constexpr std::int64_t kWriterCheckNs = 1'000'000;
 
   // Attaches to `segment` and takes its journal's reader role. Errors: those
   // of attaching; kFailedPrecondition if the segment has no journal or a
@@ -75,6 +78,8 @@ class JournalReader {
   void publish_durable(std::uint64_t pos) noexcept;
   // Waits up to `timeout_ns` for an event to be written. May block.
   void wait(std::int64_t timeout_ns) noexcept;
+  // True if a producer waits for a durable acknowledgement now (racy).
+  bool durable_waiters() const noexcept;
   // Records the reader's liveness for observers (taskring status).
   void heartbeat() noexcept;
 
@@ -85,12 +90,12 @@ class JournalReader {
 
  private:
   JournalReader() = default;
-  bool fill(const void* body, log::Record& r);
+  bool fill(const void* body, std::int64_t wall_ns, log::Record& r);
   std::shared_ptr<detail::Engine> engine_;
   std::string name_;
   std::uint64_t epoch_ = 0;
   std::uint64_t pos_ = 0;
-  std::int64_t waiting_since_ns_ = 0;  // when read() first found the cell at pos_ reserved but unwritten
+  std::int64_t waiting_since_ns_ = 0;  // when read() first found the cell at pos_ reserved or being written
 };
 
 // What putting a log's tasks back into a segment did.
