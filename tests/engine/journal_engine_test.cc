@@ -684,8 +684,9 @@ TEST(JournalEngineTest, ReadSkipsACellReservedAndNeverWrittenAfterTheGrace) {
   EXPECT_EQ(seg.snapshot().journal.lost, 1u);
 }
 
-// A writer that died while copying its body: skipped at once, no grace.
-TEST(JournalEngineTest, ReadSkipsACellADeadProcessWasWritingAtOnce) {
+// A writer that died while copying its body: skipped once it has held the cell
+// for kWriterCheckNs and its pid is gone (not after the 200 ms hole grace).
+TEST(JournalEngineTest, ReadSkipsACellADeadProcessWasWriting) {
   TestSegment seg("je", journal_config(JournalMode::kBestEffort));
   ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
   auto engine = detail::Engine::attach(seg.name(), ipc::Access::kReadWrite);
@@ -705,6 +706,12 @@ TEST(JournalEngineTest, ReadSkipsACellADeadProcessWasWritingAtOnce) {
   ASSERT_NE(reader, nullptr);
   std::vector<Record> records;
   JournalReadInfo info;
+  // The first look waits kWriterCheckNs before it asks whether the writer
+  // lives (a live one finishes in nanoseconds); the next one skips the cell.
+  EXPECT_EQ(reader->read(records, 1024, info), 0u);
+  EXPECT_TRUE(info.writer_stalled);
+  std::this_thread::sleep_for(std::chrono::nanoseconds(2 * JournalReader::kWriterCheckNs));
+  info = JournalReadInfo{};
   EXPECT_EQ(reader->read(records, 1024, info), 1u);
   EXPECT_EQ(info.holes, 1u);
   EXPECT_FALSE(info.writer_stalled);
@@ -946,7 +953,8 @@ TEST(JournalEngineTest, RestoreJournalsTheRestoredTask) {
   EXPECT_EQ(records[0].type, RecordType::kSubmitted);
   EXPECT_EQ(records[0].task_id, report->mapping[0].second);
   EXPECT_EQ(state_of(records[0].state_word), TaskState::kPending);
-  EXPECT_EQ(records[1].type, RecordType::kSubmitted);
+  // A restored finished task is logged whole, as a snapshot of it.
+  EXPECT_EQ(records[1].type, RecordType::kTaskSnapshot);
   EXPECT_EQ(records[1].task_id, report->mapping[1].second);
   EXPECT_EQ(state_of(records[1].state_word), TaskState::kFailed);
   ASSERT_TRUE(records[1].result.has_value());
