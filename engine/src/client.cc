@@ -719,12 +719,7 @@ Result<TaskId> restore_finished(Engine& e, const log::TaskSpec& spec, TaskState 
                                 std::string_view result, std::int64_t finish_ns) {
   TASKRING_ASSERT(is_terminal(state));
   TASKRING_RETURN_IF_ERROR(check_task(e, spec.name, spec.payload));
-  SubmitOptions o;
-  o.queue = spec.queue;
-  o.priority = static_cast<Priority>(spec.priority & 3);
-  o.on_full = FullPolicy::kFail;
-  o.max_attempts = spec.max_attempts;
-  o.max_crashes = spec.max_crashes;
+  const SubmitOptions o = submit_options_for(spec);
   auto queue = check_options(e, o);
   if (!queue) return queue.status();
   if (result.size() > e.config().max_payload) {

@@ -191,6 +191,21 @@ class Engine {
   std::uint64_t deque_stride_ = 0;
 };
 
+// The options a task from the durable log is submitted again with: its
+// queue, priority and limits, failing at once when the segment is full.
+// `spec` must outlive the result (the queue name is a view of it).
+inline SubmitOptions submit_options_for(const log::TaskSpec& spec) {
+  SubmitOptions o;
+  o.queue = spec.queue;
+  o.priority = static_cast<Priority>(spec.priority & 3);
+  o.on_full = FullPolicy::kFail;
+  o.detached = spec.detached;
+  o.max_attempts = spec.max_attempts;
+  o.max_crashes = spec.max_crashes;
+  o.time_limit_ns = std::int64_t{spec.time_limit_ms} * 1'000'000;
+  return o;
+}
+
 // Stores a finished task (from the durable log, during recovery) in a new
 // slot of `e`, readable and expiring like any finished task. The task's
 // kSubmitted event carries its terminal word. Errors: the submit checks'

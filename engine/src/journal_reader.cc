@@ -297,14 +297,7 @@ Result<LogRestoreReport> restore_tasks(std::string_view segment, const std::vect
         return detail::restore_finished(e, spec, t.state, t.attempts, t.result.value_or(std::string()),
                                         mono_now - age);
       }
-      SubmitOptions o;
-      o.queue = spec.queue;
-      o.priority = static_cast<Priority>(spec.priority & 3);
-      o.on_full = FullPolicy::kFail;
-      o.detached = spec.detached;
-      o.max_attempts = spec.max_attempts;
-      o.max_crashes = spec.max_crashes;
-      o.time_limit_ns = std::int64_t{spec.time_limit_ms} * 1'000'000;
+      SubmitOptions o = detail::submit_options_for(spec);
       if (spec.run_at_wall_ns > wall_now) o.run_at_ns = mono_now + (spec.run_at_wall_ns - wall_now);
       return client->submit(spec.name, spec.payload, o);
     };
