@@ -299,7 +299,10 @@ bool Sidecar::hold_back(std::size_t read) {
   // when the oldest record has waited kWriteDelayNs, or when a producer
   // waits for a durable acknowledgement: small writes cost a system call
   // (and, with --fsync always, a sync) each.
-  return read < options_.batch && unwritten_records_ < options_.batch && now - first_unwritten_ns_ < kWriteDelayNs &&
+  // Held-back events keep their journal cells: never more than a quarter
+  // of the journal, so writers do not wait for room because of it.
+  return read < options_.batch && unwritten_records_ < options_.batch &&
+         unwritten_records_ * 4 < reader_->config().journal_capacity && now - first_unwritten_ns_ < kWriteDelayNs &&
          !reader_->durable_waiters();
 }
 
