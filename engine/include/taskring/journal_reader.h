@@ -40,7 +40,7 @@ class JournalReader {
   // A reserved cell that stays unwritten this long (its writer was killed
   // between reserving and writing, or is descheduled) is skipped; the
   // caller must then resynchronise. A cell being written by a dead process
-  // is skipped at once.
+  // is skipped once it has held the cell for kWriterCheckNs.
   static constexpr std::int64_t kHoleGraceNs = 200'000'000;
   // A cell being written for longer than this has its writer's pid checked
   // (a system call): a live writer copies its 24 bytes in nanoseconds.

@@ -30,8 +30,10 @@
 //      has consumed or skipped it; head only grows and only the reader
 //      stores it.
 //   4. A process that dies holding a reservation leaves a cell in kEmpty or
-//      kWriting; the reader skips it (after a grace period for kEmpty, at
-//      once for a dead pid), so no death can wedge the journal. A writer
+//      kWriting; the reader skips it (after a grace period for kEmpty, and
+//      for kWriting once the pid is gone: the reader's policy, see
+//      engine/include/taskring/journal_reader.h), so no death can wedge the
+//      journal. A writer
 //      that is alive but stopped (SIGSTOP) inside write() holds the reader
 //      up until it continues.
 //
