@@ -4,7 +4,8 @@
 #      very short run of each micro-benchmark (label `bench`);
 #   2. ASan + UBSan: every test;
 #   3. TSan: the tests labelled `concurrency` (threads over one mapping;
-#      forking tests are left out because TSan does not follow fork).
+#      forking tests are left out because TSan does not follow fork);
+# then fuzzes the durable log's reader with libFuzzer (clang) for 30 s.
 # Usage: scripts/test.sh [--quick]   (--quick: only the first build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
