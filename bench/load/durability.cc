@@ -447,18 +447,6 @@ struct RecoveryCommand {
   std::string json_path;
 };
 
-std::string problems(const RunResult& r) {
-  std::string out;
-  auto add = [&](std::uint64_t n, const char* what) {
-    if (n == 0) return;
-    out += (out.empty() ? "" : ", ") + std::to_string(n) + " " + what;
-  };
-  add(r.lost, "lost");
-  add(r.duplicates, "duplicated");
-  add(r.malformed, "malformed");
-  if (r.stalled) out += std::string(out.empty() ? "" : ", ") + "stalled (no progress for --drain-timeout)";
-  return out;
-}
 
 // Prints each failed run's error and accounting problem; returns the exit status.
 int check_runs(std::initializer_list<const RunResult*> runs, std::initializer_list<const char*> labels) {

@@ -35,19 +35,6 @@ struct RunOptions {
   std::string json_path;
 };
 
-// What the accounting found wrong with one run, or "" if nothing.
-std::string problems(const RunResult& r) {
-  std::string out;
-  auto add = [&](std::uint64_t n, const char* what) {
-    if (n == 0) return;
-    out += (out.empty() ? "" : ", ") + std::to_string(n) + " " + what;
-  };
-  add(r.lost, "lost");
-  add(r.duplicates, "duplicated");
-  add(r.malformed, "malformed");
-  if (r.stalled) out += std::string(out.empty() ? "" : ", ") + "stalled (no progress for --drain-timeout)";
-  return out;
-}
 
 int run_command(const RunOptions& o) {
   LoadConfig c = o.config;

@@ -138,6 +138,19 @@ nlohmann::json result_json(const RunResult& r) {
   return j;
 }
 
+std::string problems(const RunResult& r) {
+  std::string out;
+  auto add = [&](std::uint64_t n, const char* what) {
+    if (n == 0) return;
+    out += (out.empty() ? "" : ", ") + std::to_string(n) + " " + what;
+  };
+  add(r.lost, "lost");
+  add(r.duplicates, "duplicated");
+  add(r.malformed, "malformed");
+  if (r.stalled) out += std::string(out.empty() ? "" : ", ") + "stalled (no progress for --drain-timeout)";
+  return out;
+}
+
 std::string render_results_table(std::span<const RunResult> results) {
   cli::Table t({"system", "throughput", "ratio", "submitted", "completed", "lost", "dup", "cpu/task", "rt p50",
                  "rt p99", "rt p99.9", "rt max", "queue p50", "queue p99"},

@@ -33,6 +33,10 @@ nlohmann::json sidecar_json(const SidecarFigures& sidecar, std::uint64_t complet
 // {"p50", "p90", "p99", "p999", "max"} in nanoseconds.
 nlohmann::json latency_json(const Histogram& histogram);
 
+// What the accounting found wrong with one run ("3 lost, 1 duplicated"), or
+// "" if nothing.
+std::string problems(const RunResult& r);
+
 // One row per result: throughput, ratio to the first result (taskring),
 // counts, CPU per task and latency percentiles.
 std::string render_results_table(std::span<const RunResult> results);
