@@ -1,29 +1,21 @@
 #include "sidecar.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 
+#include "taskring/ipc/futex.h"
+
 namespace taskring::sidecar {
 namespace {
 
-std::int64_t mono_ns() {
-  struct timespec ts {};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-std::int64_t wall_ns() {
-  struct timespec ts {};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
+using ipc::monotonic_ns;
+using ipc::realtime_ns;
 
 log::Record marker(log::RecordType type, std::uint64_t epoch, std::uint32_t aux) {
   log::Record r;
   r.type = type;
-  r.wall_ns = wall_ns();
+  r.wall_ns = realtime_ns();
   r.epoch = epoch;
   r.aux = aux;
   return r;
@@ -34,7 +26,7 @@ log::Record marker(log::RecordType type, std::uint64_t epoch, std::uint32_t aux)
 log::Record carried(const log::LiveTask& t) {
   log::Record r;
   r.type = log::RecordType::kTaskSnapshot;
-  r.wall_ns = t.finish_wall_ns != 0 ? t.finish_wall_ns : wall_ns();
+  r.wall_ns = t.finish_wall_ns != 0 ? t.finish_wall_ns : realtime_ns();
   r.epoch = t.epoch;
   r.task_id = t.task_id;
   r.state_word = t.state_word;
@@ -227,11 +219,11 @@ Status Sidecar::write_and_sync(bool force_sync) {
   }
   const bool due = options_.fsync.kind == FsyncPolicy::Kind::kAlways ||
                    (options_.fsync.kind == FsyncPolicy::Kind::kInterval &&
-                    mono_ns() - last_sync_ns_ >= options_.fsync.interval_ns);
+                    monotonic_ns() - last_sync_ns_ >= options_.fsync.interval_ns);
   if (!force_sync && !due) return Status::ok();
-  const std::int64_t t0 = mono_ns();
+  const std::int64_t t0 = monotonic_ns();
   TASKRING_RETURN_IF_ERROR(writer_->sync());
-  const std::int64_t t1 = mono_ns();
+  const std::int64_t t1 = monotonic_ns();
   const auto took = static_cast<std::uint64_t>(t1 - t0);
   ++stats_.syncs;
   stats_.sync_ns_total += took;
@@ -293,7 +285,7 @@ Status Sidecar::compact() {
 
 bool Sidecar::hold_back(std::size_t read) {
   if (!unwritten_) return false;
-  const std::int64_t now = mono_ns();
+  const std::int64_t now = monotonic_ns();
   if (first_unwritten_ns_ == 0) first_unwritten_ns_ = now;
   // Write when the journal had more than one batch, when enough is waiting,
   // when the oldest record has waited kWriteDelayNs, or when a producer
@@ -316,7 +308,7 @@ Result<std::size_t> Sidecar::step(std::int64_t wait_ns) {
     // With an interval policy, wake in time for the next due sync; with a
     // held-back write, in time to write it.
     std::int64_t park = wait_ns;
-    const std::int64_t now = mono_ns();
+    const std::int64_t now = monotonic_ns();
     if (unsynced_ && options_.fsync.kind == FsyncPolicy::Kind::kInterval) {
       park = std::min(park, std::max<std::int64_t>(last_sync_ns_ + options_.fsync.interval_ns - now, 0));
     }
