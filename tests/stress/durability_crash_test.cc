@@ -368,30 +368,6 @@ int dc_producer(const Oracle& o, const std::string& segment, int p, std::uint64_
 
 // ---- the supervisor --------------------------------------------------------------------
 
-int env_int(const char* name, int fallback) {
-  const char* s = std::getenv(name);
-  if (s == nullptr || *s == '\0') return fallback;
-  char* end = nullptr;
-  const long v = std::strtol(s, &end, 10);
-  if (*end != '\0' || v < 1 || v > 1'000'000) {
-    ADD_FAILURE() << name << "=" << s << ": must be an integer between 1 and 1000000";
-    return fallback;
-  }
-  return static_cast<int>(v);
-}
-
-std::uint64_t env_seed() {
-  const char* s = std::getenv("TASKRING_TEST_SEED");
-  if (s == nullptr || *s == '\0') {
-    std::random_device rd;
-    return (std::uint64_t{rd()} << 32) | rd();
-  }
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(s, &end, 10);
-  if (*end != '\0') ADD_FAILURE() << "TASKRING_TEST_SEED=" << s << ": must be a decimal integer";
-  return v;
-}
-
 // A fresh directory under the test temp dir, removed when the test ends.
 class TempDir {
  public:
@@ -431,8 +407,8 @@ struct OldLog {
 };
 
 TEST(DurabilityCrashTest, RandomKillsOfTheSidecarAndWorkersThenAHostCrashLoseNoAcknowledgedTask) {
-  const int rounds = env_int("TASKRING_DURABILITY_ROUNDS", kDefaultRounds);
-  const std::uint64_t seed = env_seed();
+  const int rounds = taskring::testing::env_count("TASKRING_DURABILITY_ROUNDS", kDefaultRounds);
+  const std::uint64_t seed = taskring::testing::env_seed("TASKRING_TEST_SEED");
   std::printf("[ seed     ] TASKRING_TEST_SEED=%" PRIu64 " TASKRING_DURABILITY_ROUNDS=%d\n", seed, rounds);
   std::printf("[ replay   ] TASKRING_TEST_SEED=%" PRIu64
               " TASKRING_DURABILITY_ROUNDS=%d tests/stress/durability_crash_test\n",

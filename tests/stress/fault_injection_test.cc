@@ -557,30 +557,6 @@ std::string report_line(const RecoveryReport& r) {
          std::to_string(r.free_slots_relinked);
 }
 
-int env_int(const char* name, int fallback) {
-  const char* s = std::getenv(name);
-  if (s == nullptr || *s == '\0') return fallback;
-  char* end = nullptr;
-  const long v = std::strtol(s, &end, 10);
-  if (*end != '\0' || v < 1 || v > 1'000'000) {
-    ADD_FAILURE() << name << "=" << s << ": must be an integer between 1 and 1000000";
-    return fallback;
-  }
-  return static_cast<int>(v);
-}
-
-std::uint64_t env_seed() {
-  const char* s = std::getenv("TASKRING_FAULT_SEED");
-  if (s == nullptr || *s == '\0') {
-    std::random_device rd;
-    return (std::uint64_t{rd()} << 32) | rd();
-  }
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(s, &end, 10);
-  if (*end != '\0') ADD_FAILURE() << "TASKRING_FAULT_SEED=" << s << ": must be a decimal integer";
-  return v;
-}
-
 // Waits until nothing is pending or running and no ring or deque holds an
 // index; runs recover() (with its audits) every 2 s meanwhile, since a task
 // published by a producer that died before the push is found only by the
@@ -614,8 +590,8 @@ bool wait_quiescent(const std::string& segment, std::chrono::seconds limit, Reco
 }
 
 TEST(FaultInjectionTest, RandomKillsOfWorkersAndProducersLoseNothingAndLeakNothing) {
-  const int rounds = env_int("TASKRING_FAULT_ROUNDS", kDefaultRounds);
-  const std::uint64_t seed = env_seed();
+  const int rounds = taskring::testing::env_count("TASKRING_FAULT_ROUNDS", kDefaultRounds);
+  const std::uint64_t seed = taskring::testing::env_seed("TASKRING_FAULT_SEED");
   std::printf("[ seed     ] TASKRING_FAULT_SEED=%" PRIu64 " TASKRING_FAULT_ROUNDS=%d\n", seed, rounds);
   std::printf("[ replay   ] TASKRING_FAULT_SEED=%" PRIu64 " TASKRING_FAULT_ROUNDS=%d tests/stress/fault_injection_test\n",
               seed, rounds);

@@ -40,15 +40,39 @@ class SegmentGuard {
   std::string name_;
 };
 
+// A count from environment variable `name` (1 .. 1000000), or `fallback`
+// when it is unset or empty; any other value fails the test and gives
+// `fallback`.
+inline int env_count(const char* name, int fallback) {
+  const char* s = std::getenv(name);
+  if (s == nullptr || *s == '\0') return fallback;
+  char* end = nullptr;
+  const long v = std::strtol(s, &end, 10);
+  if (*end != '\0' || v < 1 || v > 1'000'000) {
+    ADD_FAILURE() << name << "=" << s << ": must be an integer between 1 and 1000000";
+    return fallback;
+  }
+  return static_cast<int>(v);
+}
+
+// A seed from environment variable `name` (a decimal integer), or a random
+// 64-bit one when it is unset or empty; junk after the digits fails the test.
+inline std::uint64_t env_seed(const char* name) {
+  const char* s = std::getenv(name);
+  if (s == nullptr || *s == '\0') {
+    std::random_device rd;
+    return (std::uint64_t{rd()} << 32) | rd();
+  }
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(s, &end, 10);
+  if (*end != '\0') ADD_FAILURE() << name << "=" << s << ": must be a decimal integer";
+  return v;
+}
+
 // The seed for a randomised test: TASKRING_TEST_SEED if set, else random.
 // Printed through a gtest property and on stderr so a failure can be replayed.
 inline std::uint64_t test_seed() {
-  std::uint64_t seed = 0;
-  if (const char* s = std::getenv("TASKRING_TEST_SEED")) {
-    seed = std::strtoull(s, nullptr, 10);
-  } else {
-    seed = std::random_device{}();
-  }
+  const std::uint64_t seed = env_seed("TASKRING_TEST_SEED");
   ::testing::Test::RecordProperty("seed", std::to_string(seed));
   std::fprintf(stderr, "[ seed     ] TASKRING_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed));
   return seed;
