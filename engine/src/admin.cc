@@ -34,6 +34,8 @@ Status destroy_segment(std::string_view name) {
   e.wake_all_workers();
   c.space_seq.fetch_add(1, std::memory_order_release);
   ipc::futex_wake(c.space_seq, INT_MAX);
+  c.done_any_seq.fetch_add(1, std::memory_order_release);  // completion listeners see closing
+  ipc::futex_wake(c.done_any_seq, INT_MAX);
   for (std::uint32_t i = 0; i < e.slot_count(); ++i) {
     detail::TaskSlot& s = e.slot(i);
     // Relaxed: a racy scan; a waiter parked after it still has its park timeout.

@@ -531,6 +531,38 @@ Result<TaskOutcome> Client::wait(TaskId id, std::int64_t timeout_ns) {
   }
 }
 
+std::uint32_t Client::listen_completions() noexcept {
+  detail::ConfigBlock& c = engine_->control();
+  // [S8] seq_cst: announce, then the caller checks its tasks; pairs with
+  // [S7] in engine.cc: a task that finishes after this either is seen by
+  // that check or finds the listener and bumps done_any_seq.
+  c.done_listeners.fetch_add(1, std::memory_order_seq_cst);
+  // The caller's check reads state words with acquire loads (lookup), which
+  // alone may not be ordered after the increment; this fence orders them,
+  // as the seq_cst re-check does in wait.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Acquire: a bump after this read makes wait_completions return at once.
+  return c.done_any_seq.load(std::memory_order_acquire);
+}
+
+void Client::wake_completion_listeners() noexcept {
+  detail::ConfigBlock& c = engine_->control();
+  c.done_any_seq.fetch_add(1, std::memory_order_release);  // release: after the caller's own writes
+  ipc::futex_wake(c.done_any_seq, INT_MAX);
+}
+
+void Client::unlisten_completions() noexcept {
+  // Relaxed: only a hint for notifiers, as the per-slot waiters count.
+  engine_->control().done_listeners.fetch_sub(1, std::memory_order_relaxed);
+}
+
+bool Client::wait_completions(std::uint32_t seq, std::int64_t timeout_ns) noexcept {
+  Engine& e = *engine_;
+  if (e.closing()) return true;
+  const std::int64_t park = timeout_ns < 0 ? kResultParkNs : std::min(timeout_ns, kResultParkNs);
+  return ipc::futex_wait(e.control().done_any_seq, seq, park);
+}
+
 Result<TaskInfo> Client::peek(TaskId id) const {
   const Engine& e = *engine_;
   for (int attempt = 0; attempt < 1000; ++attempt) {
@@ -559,6 +591,12 @@ Result<TaskInfo> Client::peek(TaskId id) const {
     info.run_at_ns = info.state == TaskState::kPending ? s->run_at_ns.load(std::memory_order_relaxed) : 0;
     info.deadline_ns = info.state == TaskState::kRunning ? s->deadline_ns.load(std::memory_order_relaxed) : 0;
     info.timed_out = (w & sw::kTimedOut) != 0;
+    if (info.state == TaskState::kRunning || is_terminal(info.state)) {
+      // Relaxed: one word written by the handler, read whole; no other field depends on it.
+      const std::uint64_t p = s->progress.load(std::memory_order_relaxed);
+      info.progress_done = static_cast<std::uint32_t>(p >> 32);
+      info.progress_total = static_cast<std::uint32_t>(p);
+    }
     // Relaxed: validated by the seqlock-style re-read of the state word below.
     info.submit_ns = s->submit_ns.load(std::memory_order_relaxed);
     info.start_ns = s->start_ns.load(std::memory_order_relaxed);

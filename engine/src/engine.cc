@@ -354,6 +354,7 @@ void Engine::release_blocks(TaskSlot& s) noexcept {
   // keeps submit from touching the worker's cache line (line 3).
   s.start_ns.store(0, std::memory_order_relaxed);
   s.finish_ns.store(0, std::memory_order_relaxed);
+  s.progress.store(0, std::memory_order_relaxed);
   // Only a delayed task that never ran still has one (a claim clears it):
   // submit writes line 2 only for delayed tasks.
   clear_if_set(s.run_at_ns);
@@ -627,9 +628,16 @@ void Engine::notify_space() noexcept {
 void Engine::notify_done(TaskSlot& s) noexcept {
   // [S5] seq_cst: pairs with [S6] in client.cc (waiters increment, then the
   // state re-check), as [S1]; the terminal CAS before it is seq_cst too.
-  if (s.waiters.load(std::memory_order_seq_cst) == 0) return;
-  s.done_seq.fetch_add(1, std::memory_order_release);
-  ipc::futex_wake(s.done_seq, INT_MAX);
+  if (s.waiters.load(std::memory_order_seq_cst) != 0) {
+    s.done_seq.fetch_add(1, std::memory_order_release);
+    ipc::futex_wake(s.done_seq, INT_MAX);
+  }
+  // [S7] seq_cst: pairs with [S8] in client.cc (a listener's increment,
+  // then its check of the tasks it waits for), as [S5].
+  if (control_->done_listeners.load(std::memory_order_seq_cst) != 0) {
+    control_->done_any_seq.fetch_add(1, std::memory_order_release);  // release: after the terminal CAS
+    ipc::futex_wake(control_->done_any_seq, INT_MAX);
+  }
 }
 
 }  // namespace taskring::detail

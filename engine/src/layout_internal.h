@@ -18,7 +18,7 @@
 
 namespace taskring::detail {
 
-inline constexpr std::uint32_t kLayoutVersion = 6;
+inline constexpr std::uint32_t kLayoutVersion = 7;
 
 // Section ids in the segment directory.
 enum SectionId : std::uint32_t {
@@ -89,13 +89,19 @@ struct alignas(kFalseSharingRange) ConfigBlock {
   // (INT64_MAX: none). Adders lower it with a CAS-min; the worker that swaps
   // it to INT64_MAX releases the due tasks and puts back the new minimum.
   std::atomic<std::int64_t> next_due_ns;
-  std::uint8_t pad[kFalseSharingRange - 56];
+  // Completion listeners (Client::listen_completions): processes parked
+  // until any task finishes, and the futex word every terminal transition
+  // bumps while done_listeners != 0.
+  std::atomic<std::uint32_t> done_listeners;
+  std::atomic<std::uint32_t> done_any_seq;
+  std::uint8_t pad[kFalseSharingRange - 64];
 };
 static_assert(sizeof(ConfigBlock) == 4 * kFalseSharingRange);
 static_assert(offsetof(ConfigBlock, parked_workers) == kFalseSharingRange + 4);
 static_assert(offsetof(ConfigBlock, space_seq) == 2 * kFalseSharingRange);
 static_assert(offsetof(ConfigBlock, closing) == 3 * kFalseSharingRange);
 static_assert(offsetof(ConfigBlock, next_audit_ns) == 3 * kFalseSharingRange + 16);
+static_assert(offsetof(ConfigBlock, done_listeners) == 3 * kFalseSharingRange + 56);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 // ---- Queue table ---------------------------------------------------------
@@ -253,7 +259,9 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::uint32_t result_block;          // 196: arena unit, or kNoBlock when inline
   std::atomic<std::int64_t> start_ns;  // 200
   std::atomic<std::int64_t> finish_ns; // 208
-  std::uint64_t reserved2;             // 216
+  // 216: the handler's progress, [done:32 | total:32] (TaskContext::
+  // set_progress); relaxed, read racily by peek. Reset at claim and at free.
+  std::atomic<std::uint64_t> progress;
   std::uint8_t inline_result[kInlineResultBytes];  // 224: to 256
 };
 static_assert(sizeof(TaskSlot) == 256);

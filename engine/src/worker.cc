@@ -364,6 +364,7 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
   clear_if_set(s.run_at_ns);
   const std::int64_t start = start_ns != 0 ? start_ns : ipc::monotonic_ns();
   s.start_ns.store(start, std::memory_order_relaxed);  // published by [R4]
+  clear_if_set(s.progress);  // a retry reports its own progress
   heartbeat(start);
 
   ctx_.id_ = TaskId::make(index, sw::generation(w));
@@ -371,6 +372,7 @@ bool WorkerImpl::execute(std::uint32_t ref, std::int64_t start_ns) {
   ctx_.priority_ = static_cast<Priority>(s.priority & 3);
   ctx_.attempt_ = sw::attempts(w);
   ctx_.state_ = &s.state;
+  ctx_.progress_ = &s.progress;
   ctx_.failed_ = false;
   ctx_.result_.clear();
   std::string_view payload;
@@ -686,6 +688,10 @@ void WorkerImpl::unregister() noexcept {
 bool TaskContext::cancel_requested() const noexcept {
   // Relaxed: a poll; the flag is set by a CAS and seen eventually.
   return state_ != nullptr && (state_->load(std::memory_order_relaxed) & detail::sw::kCancelReq) != 0;
+}
+void TaskContext::set_progress(std::uint32_t done, std::uint32_t total) noexcept {
+  // Relaxed: a report for observers (peek); nothing is ordered by it.
+  if (progress_ != nullptr) progress_->store((std::uint64_t{done} << 32) | total, std::memory_order_relaxed);
 }
 void TaskContext::set_result(std::string_view bytes) {
   result_.assign(bytes);

@@ -98,6 +98,29 @@ class Client {
   // (the task is not failed: it was never a dead letter, or was requeued).
   Status purge(TaskId id);
 
+  // ---- Waiting for many tasks at once (completion threads, event loops)
+  // One thread can wait for any of many tasks with this protocol:
+  //   seq = listen_completions();
+  //   check the tasks it waits for (try_get or peek);
+  //   if none has finished: wait_completions(seq, timeout);
+  //   unlisten_completions();
+  // A task that finishes after listen_completions() is either seen by the
+  // check or wakes the wait. While a listener is registered every finishing
+  // task in the segment costs one futex wake; a process that dies between
+  // listen and unlisten leaves that cost behind (never a wrong result).
+  // Registers a listener and returns the completion sequence to wait on.
+  std::uint32_t listen_completions() noexcept;
+  void unlisten_completions() noexcept;
+  // Parks until a task finishes after `seq` was read, timeout_ns passes
+  // (< 0: no limit) or the segment is closing, but never longer than 100 ms
+  // at a time (the caller re-checks and may recover dead workers). Returns
+  // false if it timed out without a wake. May block.
+  bool wait_completions(std::uint32_t seq, std::int64_t timeout_ns) noexcept;
+  // Wakes every completion listener of the segment (in any process) as a
+  // finishing task would, e.g. to make a collecting thread look at a task
+  // it was just asked to watch. Spurious wakes are harmless.
+  void wake_completion_listeners() noexcept;
+
   // Names of the segment's queues, in creation order.
   std::vector<std::string> queues() const;
   const EngineConfig& config() const noexcept;

@@ -127,6 +127,10 @@ struct TaskInfo {
   std::int64_t run_at_ns = 0;  // a pending task's delayed start (CLOCK_MONOTONIC), 0 if none
   std::int64_t deadline_ns = 0;  // a running attempt's time limit (CLOCK_MONOTONIC), 0 if none
   bool timed_out = false;        // the running attempt outlived its time limit
+  // The handler's last TaskContext::set_progress of this attempt (0 of 0:
+  // none); kept once the task is terminal.
+  std::uint32_t progress_done = 0;
+  std::uint32_t progress_total = 0;
 };
 
 }  // namespace taskring

@@ -37,6 +37,10 @@ class TaskContext {
   // True once somebody asked to cancel this task; a handler that polls it
   // and returns early ends the task as cancelled.
   bool cancel_requested() const noexcept;
+  // Reports how far the handler got, e.g. 3 of 10 files, for observers
+  // (Client::peek's TaskInfo::progress_done and progress_total). A later
+  // call replaces it; a retry starts again from 0 of 0.
+  void set_progress(std::uint32_t done, std::uint32_t total) noexcept;
   // Sets the result bytes (succeeded). A later call replaces it.
   void set_result(std::string_view bytes);
   // Marks the task failed with `message` as its error.
@@ -52,6 +56,7 @@ class TaskContext {
   Priority priority_ = Priority::kNormal;
   std::uint32_t attempt_ = 0;
   const std::atomic<std::uint64_t>* state_ = nullptr;
+  std::atomic<std::uint64_t>* progress_ = nullptr;
   bool failed_ = false;
   std::string result_;
 };
