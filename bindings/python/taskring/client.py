@@ -1,0 +1,364 @@
+"""The producer side: :class:`Client` submits tasks, :class:`TaskHandle`
+waits for, inspects and cancels one of them, in plain or asyncio code.
+
+Blocking calls release the GIL and wake up every 100 ms at most to let
+Ctrl-C through; asyncio awaits are woken by the engine itself, through one
+completion thread per client (no polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from . import _convert, _core, codecs
+from ._errors import TaskCancelled, TaskFailed
+
+Outcome = _core.Outcome
+Priority = Union[str, int]
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A snapshot of a task, without reading its result.
+
+    ``state`` is one of pending, running, succeeded, failed, cancelled.
+    ``progress`` is the handler's last ``ctx.progress(done, total)`` as a
+    (done, total) pair, or None. Times are CLOCK_MONOTONIC nanoseconds
+    (``taskring.monotonic_ns()``), 0 where not reached yet.
+    """
+
+    id: int
+    state: str
+    task: str
+    queue: str
+    priority: str
+    attempts: int
+    max_attempts: int
+    crashes: int
+    last_crash: Optional[str]
+    owner_worker: int
+    cancel_requested: bool
+    timed_out: bool
+    payload_bytes: int
+    value: bytes
+    last_error: str
+    progress: Optional[Tuple[int, int]]
+    submit_ns: int
+    start_ns: int
+    finish_ns: int
+    run_at_ns: int
+    deadline_ns: int
+
+    @property
+    def done(self) -> bool:
+        """True if the task reached a terminal state."""
+        return self.state in ("succeeded", "failed", "cancelled")
+
+
+def _status_from_outcome(o: Outcome, task: str = "", queue: str = "") -> TaskStatus:
+    return TaskStatus(id=o.id, state=o.state, task=task, queue=queue, priority="", attempts=o.attempts,
+                      max_attempts=0, crashes=o.crashes, last_crash=o.last_crash, owner_worker=-1,
+                      cancel_requested=False, timed_out=o.timed_out, payload_bytes=0, value=o.value,
+                      last_error="", progress=None, submit_ns=o.submit_ns, start_ns=o.start_ns,
+                      finish_ns=o.finish_ns, run_at_ns=0, deadline_ns=0)
+
+
+class TaskHandle:
+    """One submitted task. Its result can be read once; the handle keeps it.
+
+    ``await handle`` gives the same as ``handle.result()`` without blocking
+    the event loop.
+    """
+
+    __slots__ = ("id", "_client", "_codec", "_outcome", "__weakref__")
+
+    def __init__(self, client: "Client", task_id: int, codec: codecs.Codec) -> None:
+        self.id = task_id
+        self._client = client
+        self._codec = codec
+        self._outcome: Optional[Outcome] = None
+
+    def __repr__(self) -> str:
+        state = self._outcome.state if self._outcome is not None else "unread"
+        return f"<TaskHandle {self.id} {state}>"
+
+    def outcome(self, timeout: Optional[float] = None) -> Outcome:
+        """Waits for the task to finish and returns its :class:`Outcome`
+        (any final state, nothing raised for a failed task).
+
+        `timeout` in seconds; None waits without limit. Raises TimeoutError
+        if it passes (the task is untouched), NotFoundError if somebody else
+        read the result. Releases the GIL; Ctrl-C raises KeyboardInterrupt.
+        """
+        if self._outcome is None:
+            self._client._core.wait_into([self], _convert.seconds_ns("timeout", timeout, none=-1))
+        assert self._outcome is not None
+        return self._outcome
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """Waits for the task and returns its result, decoded by the codec.
+
+        Raises TaskFailed or TaskCancelled if it did not succeed, and what
+        :meth:`outcome` raises.
+        """
+        return self._decode(self.outcome(timeout))
+
+    def _decode(self, o: Outcome) -> Any:
+        if o.ok:
+            return self._codec.decode(o.value)
+        text = o.value.decode(errors="replace")
+        if o.state == "cancelled":
+            raise TaskCancelled(self.id, text, o)
+        raise TaskFailed(self.id, text, o)
+
+    def done(self) -> bool:
+        """True if the task finished; never blocks (reads the result if so)."""
+        if self._outcome is None:
+            self._outcome = self._client._core.try_get(self.id)
+        return self._outcome is not None
+
+    def status(self) -> TaskStatus:
+        """A snapshot of the task: state, attempts, progress, times."""
+        if self._outcome is not None:
+            return _status_from_outcome(self._outcome)
+        return TaskStatus(**self._client._core.peek(self.id))
+
+    def progress(self) -> Optional[Tuple[int, int]]:
+        """The handler's last reported (done, total), or None."""
+        return self.status().progress
+
+    def cancel(self) -> str:
+        """Cancels the task. Returns 'cancelled' (it was pending and will
+        never run), 'requested' (it runs; its handler sees ctx.cancelled) or
+        'finished' (too late)."""
+        if self._outcome is not None:
+            return "finished"
+        return self._client._core.cancel(self.id)
+
+    def release(self) -> None:
+        """Gives up the result: the engine frees the task when it ends."""
+        if self._outcome is None:
+            self._client._core.release(self.id)
+
+    def __await__(self):
+        return self._client._bridge().wait(self).__await__()
+
+
+class _AsyncBridge:
+    """One completion thread per client: it parks in the engine until any
+    watched task finishes, then hands the outcomes to each awaiting event
+    loop with call_soon_threadsafe."""
+
+    def __init__(self, client: "Client") -> None:
+        self._completions = _core._Completions(client._core)
+        self._lock = threading.Lock()
+        self._waiters: Dict[int, List[Tuple[asyncio.AbstractEventLoop, asyncio.Future, TaskHandle]]] = {}
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"taskring-completions-{client.segment}", daemon=True)
+        self._thread.start()
+
+    async def wait(self, handle: TaskHandle) -> Any:
+        if handle._outcome is None:
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the client is closed")
+                waiting = self._waiters.setdefault(handle.id, [])
+                waiting.append((loop, fut, handle))
+                first = len(waiting) == 1
+            if first:
+                self._completions.watch(handle.id)
+            await fut
+        assert handle._outcome is not None
+        return handle._decode(handle._outcome)
+
+    def _run(self) -> None:
+        while not self._closed:
+            items = self._completions.collect(-1)
+            by_loop: Dict[asyncio.AbstractEventLoop, List[Tuple[asyncio.Future, Any]]] = {}
+            with self._lock:
+                for task_id, got in items:
+                    for loop, fut, handle in self._waiters.pop(task_id, ()):
+                        if isinstance(got, Outcome):
+                            handle._outcome = got
+                        by_loop.setdefault(loop, []).append((fut, got))
+            for loop, batch in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_deliver, batch)
+                except RuntimeError:
+                    pass  # that loop was closed; nobody awaits these any more
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            orphans = [w for ws in self._waiters.values() for w in ws]
+            self._waiters.clear()
+        self._completions.close()
+        self._thread.join(timeout=5)
+        for loop, fut, _ in orphans:
+            try:
+                loop.call_soon_threadsafe(_deliver, [(fut, RuntimeError("the client was closed"))])
+            except RuntimeError:
+                pass
+
+
+def _deliver(batch: List[Tuple[asyncio.Future, Any]]) -> None:
+    for fut, got in batch:
+        if fut.done():
+            continue  # the awaiting task was cancelled
+        if isinstance(got, BaseException):
+            fut.set_exception(got)
+        else:
+            fut.set_result(None)
+
+
+class Client:
+    """A producer attached to segment `segment` (created by ``taskring init``
+    or :func:`taskring.create_segment`).
+
+    `codec` (None for bytes, 'json', 'msgpack', 'pickle' or a Codec) encodes
+    payloads and decodes results. A client may be shared by threads. Raises
+    NotFoundError if the segment does not exist, FailedPreconditionError if
+    it was made by another layout version.
+    """
+
+    def __init__(self, segment: str, *, codec: codecs.CodecLike = None) -> None:
+        self.segment = segment
+        self.codec = codecs.get(codec)
+        self._core = _core._Client(segment)
+        self._async: Optional[_AsyncBridge] = None
+        self._async_lock = threading.Lock()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<taskring.Client segment={self.segment!r}>"
+
+    def close(self) -> None:
+        """Stops the completion thread, if asyncio started one. Awaits still
+        pending fail with RuntimeError. Unread results stay in the segment."""
+        with self._async_lock:
+            bridge, self._async = self._async, None
+        if bridge is not None:
+            bridge.close()
+
+    def _bridge(self) -> _AsyncBridge:
+        with self._async_lock:
+            if self._async is None:
+                self._async = _AsyncBridge(self)
+            return self._async
+
+    @property
+    def queues(self) -> List[str]:
+        """The segment's queue names; the first is the default."""
+        return self._core.queues
+
+    def _args(self, queue, priority, delay, max_attempts, max_crashes, time_limit, timeout, durable, detached):
+        if queue is not None and not isinstance(queue, str):
+            raise ValueError(f"queue {queue!r}: must be a queue name (str) or None for the first queue")
+        return (queue or "", _convert.priority(priority), _convert.seconds_ns("delay", delay, none=0),
+                _convert.count("max_attempts", max_attempts, low=1, high=255),
+                _convert.count("max_crashes", max_crashes, low=1, high=255),
+                _convert.seconds_ns("time_limit", time_limit, none=0, zero_ok=False),
+                _convert.seconds_ns("timeout", timeout, none=-1), bool(durable), bool(detached))
+
+    def submit(self, task: str, payload: Any = b"", *, queue: Optional[str] = None, priority: Priority = "normal",
+               delay: Optional[float] = None, max_attempts: Optional[int] = None,
+               max_crashes: Optional[int] = None, time_limit: Optional[float] = None,
+               timeout: Optional[float] = None, durable: bool = False, detached: bool = False,
+               codec: codecs.CodecLike = None) -> TaskHandle:
+        """Submits task `task` (a handler name) with `payload` and returns its handle.
+
+        - `payload`: bytes-like (no copy), or any object the codec encodes.
+        - `queue`: a queue of the segment; None for the first one.
+        - `priority`: critical, high, normal or low (or 0..3).
+        - `delay`: seconds before it may start.
+        - `max_attempts` (1..255) and `max_crashes` (1..255): None for the
+          handler's or the engine's default.
+        - `time_limit`: seconds one attempt may run; None for the handler's.
+        - `timeout`: seconds to wait for room when a queue or the payload
+          area is full (0 fails at once with FullError; None waits), and for
+          the sidecar when `durable`.
+        - `durable`: return only once the sidecar has the task on disk.
+        - `detached`: nobody reads the result; the handle can only cancel.
+        - `codec`: overrides the client's codec for this task.
+
+        Raises ValueError for a bad argument (unknown queue, task name too
+        long, payload over the segment's max_payload), FullError,
+        TimeoutError (durable), FailedPreconditionError (segment closing).
+        """
+        c = self.codec if codec is None else codecs.get(codec)
+        task_id = self._core.submit(task, c.encode(payload),
+                                    *self._args(queue, priority, delay, max_attempts, max_crashes, time_limit,
+                                                timeout, durable, detached))
+        return TaskHandle(self, task_id, c)
+
+    def submit_many(self, task: Union[str, Sequence[str]], payloads: Iterable[Any], *,
+                    queue: Optional[str] = None, priority: Priority = "normal", delay: Optional[float] = None,
+                    max_attempts: Optional[int] = None, max_crashes: Optional[int] = None,
+                    time_limit: Optional[float] = None, timeout: Optional[float] = None, durable: bool = False,
+                    detached: bool = False, codec: codecs.CodecLike = None) -> List[TaskHandle]:
+        """Submits one task per payload in a single batch (far fewer atomic
+        operations and wake-ups than a loop of submit) and returns their
+        handles in order.
+
+        `task` is one name for all, or a sequence of names, one per payload.
+        The other arguments are those of :meth:`submit`. If `timeout` passes
+        while the structures are full, the tasks submitted so far are
+        returned (fewer handles than payloads); if none was, FullError.
+        """
+        c = self.codec if codec is None else codecs.get(codec)
+        encoded = [c.encode(p) for p in payloads] if c is not codecs.BYTES else list(payloads)
+        names = [task] if isinstance(task, str) else list(task)
+        ids = self._core.submit_many(names, encoded,
+                                     *self._args(queue, priority, delay, max_attempts, max_crashes, time_limit,
+                                                 timeout, durable, detached))
+        return [TaskHandle(self, i, c) for i in ids]
+
+    def wait_all(self, handles: Sequence[TaskHandle], timeout: Optional[float] = None) -> List[Outcome]:
+        """Waits for every handle (one GIL release for many tasks) and
+        returns their outcomes in order. Outcomes read before a TimeoutError
+        or KeyboardInterrupt are kept in their handles."""
+        mine = [h for h in handles if h._outcome is None]
+        for h in mine:
+            if h._client is not self:
+                raise ValueError(f"handles: task {h.id} belongs to another client")
+        if mine:
+            self._core.wait_into(mine, _convert.seconds_ns("timeout", timeout, none=-1))
+        return [h._outcome for h in handles]  # type: ignore[misc]
+
+    def results(self, handles: Sequence[TaskHandle], timeout: Optional[float] = None) -> List[Any]:
+        """Waits for every handle and returns their decoded results in
+        order; raises TaskFailed or TaskCancelled for the first that did not
+        succeed."""
+        self.wait_all(handles, timeout)
+        return [h._decode(h._outcome) for h in handles]  # type: ignore[arg-type]
+
+    def handle(self, task_id: int, *, codec: codecs.CodecLike = None) -> TaskHandle:
+        """A handle for a task submitted elsewhere (the CLI, C++, another
+        process), by its id."""
+        if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id <= 0:
+            raise ValueError(f"task_id {task_id!r}: must be a positive integer task id")
+        return TaskHandle(self, task_id, self.codec if codec is None else codecs.get(codec))
+
+    def dead_letters(self, limit: int = 1000) -> List[TaskStatus]:
+        """Tasks that failed for good and were not read yet, oldest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit {limit!r}: must be an integer >= 0")
+        return [TaskStatus(**d) for d in self._core.dead_letters(limit)]
+
+    def requeue(self, task_id: int) -> None:
+        """Puts dead letter `task_id` back in its queue with fresh attempts."""
+        self._core.requeue(task_id)
+
+    def purge(self, task_id: int) -> None:
+        """Frees dead letter `task_id`."""
+        self._core.purge(task_id)
