@@ -15,6 +15,7 @@ packages=(
   nlohmann-json3-dev      # JSON for the CLI and the bench harness
   libcpp-httplib-dev      # HTTP for the metrics exporter
   python3                 # the demo formats its live progress with it
+  python3-dev python3-venv python3-pip  # the Python package: pip install . into a venv
   clang libclang-rt-14-dev  # libFuzzer (clang 14's compiler-rt) for the log reader fuzz target
 )
 

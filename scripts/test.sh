@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds taskring three ways and runs the tests of each:
 #   1. RelWithDebInfo: every test (unit, multi-process, stress, CLI) and a
-#      very short run of each micro-benchmark (label `bench`);
+#      very short run of each micro-benchmark (label `bench`); then the
+#      Python package, installed with `pip install .` into a fresh venv
+#      (build/test-venv), and its pytest suite (tests/python) against it;
 #   2. ASan + UBSan: every test;
 #   3. TSan: the tests labelled `concurrency` (threads over one mapping;
 #      forking tests are left out because TSan does not follow fork);
@@ -31,6 +33,16 @@ run_ctest() {  # run_ctest DIR [ctest args...]
 echo "== build 1/3: RelWithDebInfo"
 build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTASKRING_BUILD_BENCH=ON
 run_ctest build/release
+
+echo "== python: pip install . and pytest"
+# A venv of its own: Debian's Python is externally managed, and the suite
+# must test what pip installs, not the source tree. pip fetches the build
+# tools (scikit-build-core, nanobind) and the test extras from PyPI.
+rm -rf build/test-venv
+python3 -m venv build/test-venv
+build/test-venv/bin/pip install -q --disable-pip-version-check ".[test]"
+TASKRING_CLI="$root/build/release/tools/taskring" TASKRING_PY_LEAK_CHECK=1 \
+  build/test-venv/bin/python -m pytest -q -p no:cacheprovider "$root/tests/python"
 ((quick)) && exit 0
 
 echo "== build 2/3: ASan + UBSan"
