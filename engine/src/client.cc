@@ -61,6 +61,9 @@ Status with_full_policy(Engine& e, const SubmitOptions& o, std::int64_t& deadlin
     if (!ok) ipc::futex_wait(c.space_seq, seq, std::min(deadline - now, kSpaceParkNs));
     c.space_waiters.fetch_sub(1, std::memory_order_relaxed);  // only a hint for notifiers
     if (ok) return Status::ok();
+    if (o.interrupted != nullptr && o.interrupted(o.interrupt_arg)) {
+      return Status(StatusCode::kCancelled, std::string(what) + " (the wait for room was interrupted)");
+    }
   }
 }
 
@@ -293,7 +296,7 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   if (delayed(o) && e.push_ref(*index, published, nullptr, submit_ns)) {
     // Into the timer ring (or its queue ring, if the time has already come).
     e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);  // statistics
-    if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, durable_deadline, id));
+    if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, durable_deadline, id, o));
     return id;
   }
   ipc::Ring ring = e.ring(*queue, o.priority);
@@ -312,7 +315,7 @@ Result<TaskId> Client::submit(std::string_view task, std::string_view payload, c
   // Relaxed: a statistics counter; readers want an approximate total.
   e.queue(*queue).submitted.fetch_add(1, std::memory_order_relaxed);
   e.notify_work(*queue, 1);
-  if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, durable_deadline, id));
+  if (o.durable) TASKRING_RETURN_IF_ERROR(e.wait_durable(pos, durable_deadline, id, o));
   return id;
 }
 
@@ -407,8 +410,8 @@ Result<std::size_t> Client::submit_batch(std::span<const TaskSpec> tasks, std::s
   }
   if (done == 0 && !stop.is_ok()) return stop;
   if (o.durable && done > 0) {
-    if (durable_dropped) return e.wait_durable(detail::kNoJournalPos, durable_deadline, ids[done - 1]);
-    TASKRING_RETURN_IF_ERROR(e.wait_durable(last_pos, durable_deadline, ids[done - 1]));
+    if (durable_dropped) return e.wait_durable(detail::kNoJournalPos, durable_deadline, ids[done - 1], o);
+    TASKRING_RETURN_IF_ERROR(e.wait_durable(last_pos, durable_deadline, ids[done - 1], o));
   }
   return done;
 }

@@ -432,7 +432,7 @@ void Engine::give_journal_reader() noexcept {
   journal_reader_pid_.compare_exchange_strong(me, 0, std::memory_order_release, std::memory_order_relaxed);
 }
 
-Status Engine::wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id) noexcept {
+Status Engine::wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id, const SubmitOptions& o) noexcept {
   if (pos == kNoJournalPos) {
     // The event was dropped: the segment is closing, or the journal stayed
     // full past the deadline. The sidecar's resync will still find the task.
@@ -456,6 +456,10 @@ Status Engine::wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id)
     }
     if (backoff.pause()) continue;
     journal_.wait_durable(pos, std::min<std::int64_t>(deadline - now, 100'000'000));
+    if (o.interrupted != nullptr && o.interrupted(o.interrupt_arg)) {
+      return Status(StatusCode::kCancelled,
+                    "task " + to_string(id) + " was submitted; the wait for it to reach the disk was interrupted");
+    }
   }
 }
 

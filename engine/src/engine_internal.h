@@ -123,7 +123,7 @@ class Engine {
   // kNoJournalPos (the event was dropped) is never durable. Errors:
   // deadline exceeded (naming the sidecar's state), failed precondition
   // when the segment closes. May block.
-  Status wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id) noexcept;
+  Status wait_durable(std::uint64_t pos, std::int64_t deadline, TaskId id, const SubmitOptions& o) noexcept;
 
   // For a popped ring value (sw::ref) whose task is no longer pending
   // (cancelled while queued): clears the queued bit, and frees the slot if

@@ -393,5 +393,48 @@ TEST(FullPolicyTest, InvalidTaskFailsTheWholeBatchBeforeAnythingIsSubmitted) {
   EXPECT_EQ(*n, specs.size());
 }
 
+// SubmitOptions::interrupted ends a wait for room with kCancelled, and
+// leaves nothing behind: the ring still holds exactly what was submitted.
+TEST(FullPolicyTest, InterruptedWaitForRoomEndsWithCancelledAndSubmitsNothing) {
+  TestSegment seg("full-interrupt", ring_config());
+  ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
+  for (std::uint32_t i = 0; i < kRing; ++i) ASSERT_TRUE(seg.client().submit("noop", "", fail_fast()).is_ok());
+  int polls = 0;
+  SubmitOptions o = wait_for(-1);  // without the hook this would wait forever
+  o.interrupted = [](void* arg) { return ++*static_cast<int*>(arg) >= 3; };
+  o.interrupt_arg = &polls;
+  auto r = seg.client().submit("noop", "", o);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().to_string();
+  EXPECT_EQ(polls, 3);
+  EXPECT_EQ(seg.client().submit("noop", "", fail_fast()).status().code(), StatusCode::kResourceExhausted);
+}
+
+// A durable submit with no sidecar waits for the disk until interrupted; the
+// task itself was submitted (its id is in the message) and is pending.
+TEST(FullPolicyTest, InterruptedDurableWaitSaysTheTaskWasSubmitted) {
+  EngineConfig c = testing::small_config();
+  c.journal = JournalMode::kBestEffort;
+  TestSegment seg("durable-interrupt", c);
+  ASSERT_TRUE(seg.status().is_ok()) << seg.status().to_string();
+  int polls = 0;
+  SubmitOptions o;
+  o.durable = true;
+  o.interrupted = [](void* arg) { return ++*static_cast<int*>(arg) >= 2; };
+  o.interrupt_arg = &polls;
+  auto r = seg.client().submit("noop", "", o);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("was submitted"), std::string::npos) << r.status().message();
+  EXPECT_EQ(polls, 2);
+  const std::string msg = r.status().message();
+  const std::size_t at = msg.find("task ") + 5;
+  auto id = parse_task_id(msg.substr(at, msg.find(' ', at) - at));
+  ASSERT_TRUE(id.is_ok()) << msg;
+  auto info = seg.client().peek(*id);
+  ASSERT_TRUE(info.is_ok()) << info.status().to_string();
+  EXPECT_EQ(info->state, TaskState::kPending);
+}
+
 }  // namespace
 }  // namespace taskring

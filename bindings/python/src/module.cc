@@ -16,6 +16,7 @@
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
+#include <nanobind/stl/unique_ptr.h>  // _Watchdog.attach returns one
 #include <nanobind/stl/vector.h>
 
 #include <signal.h>
@@ -101,6 +102,21 @@ void check(const Status& s) {
 // a handler raised) propagates. Call with the GIL held.
 void check_signals() {
   if (PyErr_CheckSignals() != 0) throw nb::python_error();
+}
+
+// SubmitOptions::interrupted for a durable submit, which waits inside the
+// engine with the GIL released: runs Python's signal handlers; true, with
+// the exception set (KeyboardInterrupt), if one raised.
+bool python_interrupted(void*) {
+  nb::gil_scoped_acquire locked;
+  return PyErr_CheckSignals() != 0;
+}
+
+// Raises what a failed submit returned: the exception python_interrupted
+// left set, or the engine's error.
+[[noreturn]] void raise_submit_error(const Status& s) {
+  if (s.code() == StatusCode::kCancelled && PyErr_Occurred() != nullptr) throw nb::python_error();
+  raise_status(s);
 }
 
 std::int64_t deadline_after(std::int64_t timeout_ns) {
@@ -210,7 +226,7 @@ class PyClient {
       Result<TaskId>& r = *attempt;
       if (r) return r->value;
       if (durable || r.status().code() != StatusCode::kResourceExhausted || ipc::monotonic_ns() >= deadline) {
-        raise_status(r.status());
+        raise_submit_error(r.status());
       }
       check_signals();
     }
@@ -254,7 +270,7 @@ class PyClient {
         done += *r;
         if (done == n) break;
       } else if (r.status().code() != StatusCode::kResourceExhausted || durable) {
-        if (done == 0) raise_status(r.status());
+        if (done == 0 || PyErr_Occurred() != nullptr) raise_submit_error(r.status());
         break;  // report what was submitted; the message is lost only if some went in
       }
       if (ipc::monotonic_ns() >= deadline) {
@@ -343,6 +359,7 @@ class PyClient {
     o.time_limit_ns = time_limit_ns;
     o.durable = durable;
     o.detached = detached;
+    if (durable) o.interrupted = python_interrupted;  // the engine's wait for the disk lets Ctrl-C through
     return o;
   }
 

@@ -93,6 +93,13 @@ struct SubmitOptions {
   // to timeout_ns). On kDeadlineExceeded the task was submitted (its id is
   // in the message) and runs; only its durability is unknown.
   bool durable = false;
+  // Polled by the submitting thread while it waits (for room under kWait,
+  // at most every 10 ms; for the sidecar when durable, at most every 100
+  // ms): returning true ends the wait with kCancelled. For bindings that
+  // must let Ctrl-C through (Python). A durable submit cancelled this way
+  // was submitted, as on kDeadlineExceeded. nullptr: never.
+  bool (*interrupted)(void* arg) = nullptr;
+  void* interrupt_arg = nullptr;
 };
 
 struct WorkerOptions {
