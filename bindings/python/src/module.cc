@@ -603,6 +603,8 @@ class PyWorker {
       } else {
         ctx.fail(e.what());
       }
+    } catch (const std::exception& e) {  // e.g. a failed cast of the return value
+      ctx.fail(std::string("handler wrapper: ") + e.what());
     }
     nb::cast<Context&>(holder).invalidate();
   }

@@ -113,6 +113,7 @@ class _Supervisor:
         self.queues = queues
         self.children: dict = {}  # pid -> place
         self.stopping = False
+        self.failed = False  # a worker could not start or run (its error is above)
 
     def _spawn(self, place: int) -> None:
         cpu = self.args.cpu[place % len(self.args.cpu)] if self.args.cpu else None
@@ -165,14 +166,20 @@ class _Supervisor:
             place = self.children.pop(pid)
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
                 continue  # stopped, drained or done with --max-tasks: not replaced
-            moved = _core.worker_exited(self.args.segment, pid, status)
+            try:
+                moved = _core.worker_exited(self.args.segment, pid, status)
+            except Error as e:  # the segment is gone (destroyed): nothing to put back
+                print(f"supervisor: recovering worker pid {pid}: {e}", file=sys.stderr)
+                moved = 0
             how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                    else f"exited with code {os.WEXITSTATUS(status)}")
-            if self.stopping or (os.WIFEXITED(status) and os.WEXITSTATUS(status) in (1, _EXIT_USAGE)):
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) in (1, _EXIT_USAGE):
+                self.failed = True
+            if self.stopping or self.failed:
                 print(f"supervisor: worker pid {pid} {how} ({moved} tasks put back); not replacing it",
                       file=sys.stderr)
                 continue
             print(f"supervisor: worker pid {pid} {how} ({moved} tasks put back); starting a replacement",
                   file=sys.stderr, flush=True)
             self._spawn(place)
-        return 0
+        return 1 if self.failed else 0

@@ -185,6 +185,8 @@ class _AsyncBridge:
                     for loop, fut, handle in self._waiters.pop(task_id, ()):
                         if isinstance(got, Outcome):
                             handle._outcome = got
+                        elif handle._outcome is not None:
+                            got = None  # a blocking result() on this handle read it first
                         by_loop.setdefault(loop, []).append((fut, got))
             for loop, batch in by_loop.items():
                 try:
