@@ -9,7 +9,9 @@ completion thread per client (no polling).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -159,6 +161,7 @@ class _AsyncBridge:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"taskring-completions-{client.segment}", daemon=True)
         self._thread.start()
+        _live_bridges.add(self)
 
     async def wait(self, handle: TaskHandle) -> Any:
         if handle._outcome is None:
@@ -167,12 +170,19 @@ class _AsyncBridge:
             with self._lock:
                 if self._closed:
                     raise RuntimeError("the client is closed")
-                waiting = self._waiters.setdefault(handle.id, [])
-                waiting.append((loop, fut, handle))
-                first = len(waiting) == 1
-            if first:
-                self._completions.watch(handle.id)
-            await fut
+                # Checked again under the lock: the completion thread may
+                # have stored the outcome (for another await of this handle)
+                # since the check above, and the engine hands a result out
+                # once, so watching the task again would find it gone.
+                wait = handle._outcome is None
+                if wait:
+                    waiting = self._waiters.setdefault(handle.id, [])
+                    waiting.append((loop, fut, handle))
+                    first = len(waiting) == 1
+            if wait:
+                if first:
+                    self._completions.watch(handle.id)
+                await fut
         assert handle._outcome is not None
         return handle._decode(handle._outcome)
 
@@ -196,6 +206,8 @@ class _AsyncBridge:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             orphans = [w for ws in self._waiters.values() for w in ws]
             self._waiters.clear()
@@ -206,6 +218,18 @@ class _AsyncBridge:
                 loop.call_soon_threadsafe(_deliver, [(fut, RuntimeError("the client was closed"))])
             except RuntimeError:
                 pass
+
+
+# Bridges still running when the interpreter exits are closed first: a
+# daemon thread parked in the engine must not wake into a finalising
+# interpreter.
+_live_bridges: "weakref.WeakSet[_AsyncBridge]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_bridges() -> None:
+    for bridge in list(_live_bridges):
+        bridge.close()
 
 
 def _deliver(batch: List[Tuple[asyncio.Future, Any]]) -> None:
