@@ -327,6 +327,31 @@ class PyClient {
     }
   }
 
+  // One task: the outcome, or TimeoutError. A task that finished already
+  // costs no GIL release; the waits in between consume nothing, so an
+  // interrupt loses no result.
+  Outcome wait(std::uint64_t id, std::int64_t timeout_ns) {
+    const TaskId task{id};
+    const std::int64_t deadline = deadline_after(timeout_ns);
+    for (;;) {
+      auto done = take(client_.try_get(task));
+      if (done) return Outcome{std::move(*done)};
+      const std::int64_t left = deadline - ipc::monotonic_ns();
+      if (left <= 0) {
+        raise_status(Status(StatusCode::kDeadlineExceeded, "task " + to_string(task) + " has not finished after " +
+                                                               std::to_string(timeout_ns / 1'000'000) + " ms"));
+      }
+      std::optional<Result<TaskOutcome>> r;
+      {
+        nb::gil_scoped_release unlocked;
+        r.emplace(client_.wait(task, std::min(left, kSliceNs)));
+      }
+      if (*r) return Outcome{std::move(*r).value()};
+      if (r->status().code() != StatusCode::kDeadlineExceeded) raise_status(r->status());
+      check_signals();
+    }
+  }
+
   std::optional<Outcome> try_get(std::uint64_t id) {
     auto r = take(client_.try_get(TaskId{id}));
     if (!r) return std::nullopt;
@@ -708,6 +733,8 @@ NB_MODULE(_core, m) {
            "Submits a batch and returns the ids of the tasks submitted (all, unless the timeout passed).")
       .def("wait_into", &PyClient::wait_into, "handles"_a, "timeout_ns"_a,
            "Waits for the handles whose _outcome is None and stores each outcome there. GIL released.")
+      .def("wait", &PyClient::wait, "id"_a, "timeout_ns"_a,
+           "Waits for one task and returns its Outcome (GIL released while it waits); TimeoutError if it does not end.")
       .def("try_get", &PyClient::try_get, "id"_a, "The outcome if the task finished (and frees it), else None.")
       .def("peek", [](PyClient& c, std::uint64_t id) { return info_dict(c.peek(id).i); }, "id"_a,
            "A snapshot of the task as a dict, without reading its result.")

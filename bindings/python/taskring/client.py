@@ -96,7 +96,8 @@ class TaskHandle:
         read the result. Releases the GIL; Ctrl-C raises KeyboardInterrupt.
         """
         if self._outcome is None:
-            self._client._core.wait_into([self], _convert.seconds_ns("timeout", timeout, none=-1))
+            self._outcome = self._client._core.wait(
+                self.id, -1 if timeout is None else _convert.seconds_ns("timeout", timeout, none=-1))
         assert self._outcome is not None
         return self._outcome
 
@@ -106,11 +107,14 @@ class TaskHandle:
         Raises TaskFailed or TaskCancelled if it did not succeed, and what
         :meth:`outcome` raises.
         """
-        return self._decode(self.outcome(timeout))
+        o = self._outcome
+        if o is None:
+            o = self.outcome(timeout)
+        return self._decode(o)
 
     def _decode(self, o: Outcome) -> Any:
         if o.ok:
-            return self._codec.decode(o.value)
+            return o.value if self._codec is codecs.BYTES else self._codec.decode(o.value)
         text = o.value.decode(errors="replace")
         if o.state == "cancelled":
             raise TaskCancelled(self.id, text, o)
@@ -258,6 +262,7 @@ class Client:
         self._core = _core._Client(segment)
         self._async: Optional[_AsyncBridge] = None
         self._async_lock = threading.Lock()
+        self._arg_cache: Dict[tuple, tuple] = {}
 
     def __enter__(self) -> "Client":
         return self
@@ -322,9 +327,18 @@ class Client:
         TimeoutError (durable), FailedPreconditionError (segment closing).
         """
         c = self.codec if codec is None else codecs.get(codec)
-        task_id = self._core.submit(task, c.encode(payload),
-                                    *self._args(queue, priority, delay, max_attempts, max_crashes, time_limit,
-                                                timeout, durable, detached))
+        # The checked engine arguments of recent option sets are kept: most
+        # programs submit with a few fixed sets, and the checks cost more
+        # than the submit itself.
+        key = (queue, priority, delay, max_attempts, max_crashes, time_limit, timeout, durable, detached)
+        try:
+            args = self._arg_cache[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable (and so invalid) argument
+            args = self._args(*key)
+            if len(self._arg_cache) >= 64:
+                self._arg_cache.clear()
+            self._arg_cache[key] = args
+        task_id = self._core.submit(task, payload if c is codecs.BYTES else c.encode(payload), *args)
         return TaskHandle(self, task_id, c)
 
     def submit_many(self, task: Union[str, Sequence[str]], payloads: Iterable[Any], *,
