@@ -352,6 +352,23 @@ class PyClient {
     }
   }
 
+  // submit and wait in one call, within one timeout. On a timeout or an
+  // interrupt the task is released: it still runs, and its outcome is
+  // freed unread.
+  Outcome call(std::string_view task, nb::handle payload, std::string_view queue, int priority,
+               std::int64_t delay_ns, std::uint32_t max_attempts, std::uint32_t max_crashes,
+               std::int64_t time_limit_ns, std::int64_t timeout_ns, bool durable) {
+    const std::int64_t deadline = deadline_after(timeout_ns);
+    const std::uint64_t id = submit(task, payload, queue, priority, delay_ns, max_attempts, max_crashes,
+                                    time_limit_ns, timeout_ns, durable, false);
+    try {
+      return wait(id, timeout_ns < 0 ? -1 : std::max<std::int64_t>(deadline - ipc::monotonic_ns(), 0));
+    } catch (nb::python_error&) {
+      (void)client_.release(TaskId{id});  // not found: it was read or freed meanwhile, nothing to give up
+      throw;
+    }
+  }
+
   std::optional<Outcome> try_get(std::uint64_t id) {
     auto r = take(client_.try_get(TaskId{id}));
     if (!r) return std::nullopt;
@@ -733,6 +750,9 @@ NB_MODULE(_core, m) {
            "Submits a batch and returns the ids of the tasks submitted (all, unless the timeout passed).")
       .def("wait_into", &PyClient::wait_into, "handles"_a, "timeout_ns"_a,
            "Waits for the handles whose _outcome is None and stores each outcome there. GIL released.")
+      .def("call", &PyClient::call, "task"_a, "payload"_a, "queue"_a, "priority"_a, "delay_ns"_a, "max_attempts"_a,
+           "max_crashes"_a, "time_limit_ns"_a, "timeout_ns"_a, "durable"_a,
+           "Submits one task and waits for its Outcome; on a timeout or interrupt the task is released.")
       .def("wait", &PyClient::wait, "id"_a, "timeout_ns"_a,
            "Waits for one task and returns its Outcome (GIL released while it waits); TimeoutError if it does not end.")
       .def("try_get", &PyClient::try_get, "id"_a, "The outcome if the task finished (and frees it), else None.")

@@ -301,6 +301,19 @@ class Client:
                 _convert.seconds_ns("time_limit", time_limit, none=0, zero_ok=False),
                 _convert.seconds_ns("timeout", timeout, none=-1), bool(durable), bool(detached))
 
+    def _checked(self, *key: Any) -> tuple:
+        """The checked engine arguments for `key` (the options of _args).
+        Those of recent option sets are kept: most programs submit with a few
+        fixed sets, and the checks cost more than the submit itself."""
+        try:
+            return self._arg_cache[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable (and so invalid) argument
+            args = self._args(*key)
+            if len(self._arg_cache) >= 64:
+                self._arg_cache.clear()
+            self._arg_cache[key] = args
+            return args
+
     def submit(self, task: str, payload: Any = b"", *, queue: Optional[str] = None, priority: Priority = "normal",
                delay: Optional[float] = None, max_attempts: Optional[int] = None,
                max_crashes: Optional[int] = None, time_limit: Optional[float] = None,
@@ -327,19 +340,28 @@ class Client:
         TimeoutError (durable), FailedPreconditionError (segment closing).
         """
         c = self.codec if codec is None else codecs.get(codec)
-        # The checked engine arguments of recent option sets are kept: most
-        # programs submit with a few fixed sets, and the checks cost more
-        # than the submit itself.
-        key = (queue, priority, delay, max_attempts, max_crashes, time_limit, timeout, durable, detached)
-        try:
-            args = self._arg_cache[key]
-        except (KeyError, TypeError):  # TypeError: an unhashable (and so invalid) argument
-            args = self._args(*key)
-            if len(self._arg_cache) >= 64:
-                self._arg_cache.clear()
-            self._arg_cache[key] = args
+        args = self._checked(queue, priority, delay, max_attempts, max_crashes, time_limit, timeout, durable, detached)
         task_id = self._core.submit(task, payload if c is codecs.BYTES else c.encode(payload), *args)
         return TaskHandle(self, task_id, c)
+
+    def call(self, task: str, payload: Any = b"", *, timeout: Optional[float] = None, queue: Optional[str] = None,
+             priority: Priority = "normal", delay: Optional[float] = None, max_attempts: Optional[int] = None,
+             max_crashes: Optional[int] = None, time_limit: Optional[float] = None, durable: bool = False,
+             codec: codecs.CodecLike = None) -> Any:
+        """Runs task `task` and returns its result: ``submit(...).result()``
+        in one step, the cheapest way to make one remote call.
+
+        `timeout` bounds the whole call (the wait for room and for the
+        result). On TimeoutError or KeyboardInterrupt the task is released:
+        it still runs, and its result is dropped. Raises TaskFailed,
+        TaskCancelled and what :meth:`submit` raises.
+        """
+        c = self.codec if codec is None else codecs.get(codec)
+        args = self._checked(queue, priority, delay, max_attempts, max_crashes, time_limit, timeout, durable, False)
+        o = self._core.call(task, payload if c is codecs.BYTES else c.encode(payload), *args[:-1])
+        if o.ok:
+            return o.value if c is codecs.BYTES else c.decode(o.value)
+        return TaskHandle(self, o.id, c)._decode(o)
 
     def submit_many(self, task: Union[str, Sequence[str]], payloads: Iterable[Any], *,
                     queue: Optional[str] = None, priority: Priority = "normal", delay: Optional[float] = None,
