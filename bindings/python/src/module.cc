@@ -513,9 +513,18 @@ class Context {
     }
     return *ctx_;
   }
+  // The engine's set_result after a fail makes the task succeed, and the
+  // package's wrapper returns b"" for a handler that returned None; so
+  // ctx.fail is remembered here and the handler's return value ignored.
+  void fail(std::string_view message) {
+    get().fail(message);
+    failed_ = true;
+  }
+  bool failed() const { return failed_; }
 
  private:
   TaskContext* ctx_;
+  bool failed_ = false;
 };
 
 // The worker whose stop() the signal handler calls while run() runs on the
@@ -633,7 +642,7 @@ class PyWorker {
     nb::object holder = nb::cast(Context(&ctx));
     try {
       nb::object r = fn(holder);
-      if (!r.is_none()) {
+      if (!r.is_none() && !nb::cast<Context&>(holder).failed()) {
         Bytes b(r, "handler result");
         ctx.set_result(b.view());
       }
@@ -794,7 +803,7 @@ NB_MODULE(_core, m) {
                    "True once somebody cancelled the task or its time limit passed: return early.")
       .def("progress", [](const Context& c, std::uint32_t done, std::uint32_t total) { c.get().set_progress(done, total); },
            "done"_a, "total"_a, "Reports progress (done of total), seen by TaskHandle.status().")
-      .def("fail", [](const Context& c, std::string_view message) { c.get().fail(message); }, "message"_a,
+      .def("fail", &Context::fail, "message"_a,
            "Marks the task failed with `message` (the handler's return value is then ignored).");
 
   nb::class_<PyWorker>(m, "_Worker", "The engine's worker; see taskring.Worker.")

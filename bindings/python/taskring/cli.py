@@ -59,9 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(line: str) -> None:
+    """Writes `line` to stderr in one write(2) and flushes it: print() writes
+    the text and its newline separately, so the lines of a supervisor's
+    worker processes, which share its stderr, would interleave."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def _usage(parser: argparse.ArgumentParser, message: str) -> int:
     parser.print_usage(sys.stderr)
-    print(f"python -m taskring: error: {message}", file=sys.stderr)
+    _say(f"python -m taskring: error: {message}")
     return _EXIT_USAGE
 
 
@@ -87,18 +95,18 @@ def _run_one(segment: str, queues: List[str], cpu: Optional[int], max_tasks: Opt
     try:
         w = Worker(segment, queues=queues, cpu=cpu, builtins=builtins)
         names = sorted(t.name for t in registered_tasks())
-        print(f"worker pid {os.getpid()} (index {w.index}) on segment '{segment}': tasks {', '.join(names)}; "
-              f"queues {', '.join(queues) or 'all'}; cpu {'-' if cpu is None else cpu}", file=sys.stderr, flush=True)
+        _say(f"worker pid {os.getpid()} (index {w.index}) on segment '{segment}': tasks {', '.join(names)}; "
+             f"queues {', '.join(queues) or 'all'}; cpu {'-' if cpu is None else cpu}")
         why = w.run(max_tasks)
     except KeyboardInterrupt:
-        print(f"worker pid {os.getpid()}: interrupted, stopped after its running task", file=sys.stderr)
+        _say(f"worker pid {os.getpid()}: interrupted, stopped after its running task")
         return 130
     except (Error, ValueError, TimeoutError) as e:
-        print(f"python -m taskring: error: {e}", file=sys.stderr)
+        _say(f"python -m taskring: error: {e}")
         return 1
     stats = w.stats()
-    print(f"worker pid {os.getpid()}: {why}; {stats['succeeded']} succeeded, {stats['failed']} failed, "
-          f"{stats['retried']} retried", file=sys.stderr)
+    _say(f"worker pid {os.getpid()}: {why}; {stats['succeeded']} succeeded, {stats['failed']} failed, "
+         f"{stats['retried']} retried")
     return 0
 
 
@@ -119,12 +127,24 @@ class _Supervisor:
         cpu = self.args.cpu[place % len(self.args.cpu)] if self.args.cpu else None
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # Stop signals are blocked from before the fork until the parent has
+        # recorded the child and the child has dropped the parent's handler:
+        # otherwise a SIGTERM in between would miss the new child (_stop
+        # runs before it is in self.children, and the supervisor then waits
+        # for it forever) or reach the child's copy of _stop.
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            raise
         if pid == 0:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = 1
             try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                 code = _run_one(self.args.segment, self.queues, cpu, self.args.max_tasks, self.args.builtins)
                 if code == 130:
                     code = 0  # a Ctrl-C of the whole group: a clean stop
@@ -133,6 +153,11 @@ class _Supervisor:
                 sys.stderr.flush()
                 os._exit(code)
         self.children[pid] = place
+        if self.stopping:
+            # A signal that arrived before the block ran _stop at a bytecode
+            # boundary after it, when this child was not recorded yet.
+            os.kill(pid, signal.SIGTERM)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
 
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -146,12 +171,12 @@ class _Supervisor:
         try:
             watchdog = _core._Watchdog.attach(self.args.segment)
         except (Error, ValueError) as e:
-            print(f"python -m taskring: error: {e}", file=sys.stderr)
+            _say(f"python -m taskring: error: {e}")
             return 1
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
-        print(f"supervisor pid {os.getpid()} for segment '{self.args.segment}': {self.args.processes} worker "
-              f"processes", file=sys.stderr, flush=True)
+        _say(f"supervisor pid {os.getpid()} for segment '{self.args.segment}': {self.args.processes} worker "
+             f"processes")
         for place in range(self.args.processes):
             self._spawn(place)
         while self.children:
@@ -169,17 +194,15 @@ class _Supervisor:
             try:
                 moved = _core.worker_exited(self.args.segment, pid, status)
             except Error as e:  # the segment is gone (destroyed): nothing to put back
-                print(f"supervisor: recovering worker pid {pid}: {e}", file=sys.stderr)
+                _say(f"supervisor: recovering worker pid {pid}: {e}")
                 moved = 0
             how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                    else f"exited with code {os.WEXITSTATUS(status)}")
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) in (1, _EXIT_USAGE):
                 self.failed = True
             if self.stopping or self.failed:
-                print(f"supervisor: worker pid {pid} {how} ({moved} tasks put back); not replacing it",
-                      file=sys.stderr)
+                _say(f"supervisor: worker pid {pid} {how} ({moved} tasks put back); not replacing it")
                 continue
-            print(f"supervisor: worker pid {pid} {how} ({moved} tasks put back); starting a replacement",
-                  file=sys.stderr, flush=True)
+            _say(f"supervisor: worker pid {pid} {how} ({moved} tasks put back); starting a replacement")
             self._spawn(place)
         return 1 if self.failed else 0

@@ -130,6 +130,12 @@ class _LoopHolder:
             self._loop = asyncio.new_event_loop()
         return self._loop
 
+    def close(self) -> None:
+        """Closes the loop (ResourceWarning otherwise); a later get() makes another."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.close()
+
 
 class Worker:
     """A worker attached to segment `segment`, running Python handlers.
@@ -236,7 +242,10 @@ class Worker:
             raise ValueError(f"max_tasks {max_tasks!r}: must be an integer >= 0 or None")
         self._register_all()
         on_main = threading.current_thread() is threading.main_thread()
-        return self._core.run(-1 if max_tasks is None else max_tasks, on_main)
+        try:
+            return self._core.run(-1 if max_tasks is None else max_tasks, on_main)
+        finally:
+            self._loop.close()  # on the thread that ran the async handlers
 
     def stop(self) -> None:
         """Makes run() return after the running task; from any thread."""
