@@ -35,6 +35,14 @@ def test_worker_module_whose_import_fails_on_a_dependency_exits_2(segment, tmp_p
     assert "MODULE 'needs_dep': cannot import it: No module named 'a_dependency_that_is_missing'" in r.stderr
 
 
+def test_worker_module_that_raises_while_importing_exits_2_with_its_traceback(segment, tmp_path):
+    (tmp_path / "broken_tasks.py").write_text("import taskring\n\nraise RuntimeError('no config file')\n")
+    r = run_cli(["worker", "broken_tasks", "--segment", segment], tmp_path)
+    assert r.returncode == 2
+    assert "broken_tasks.py\", line 3" in r.stderr  # the traceback points at the module's line
+    assert "error: MODULE 'broken_tasks': importing it raised RuntimeError: no config file" in r.stderr
+
+
 def test_worker_module_with_no_tasks_exits_2(segment, tmp_path):
     (tmp_path / "empty_tasks.py").write_text("import taskring\n")
     r = run_cli(["worker", "empty_tasks", "--segment", segment], tmp_path)

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from typing import List, Optional, Sequence
 
 from . import _core
@@ -83,6 +84,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         importlib.import_module(args.module)
     except ImportError as e:
         return _usage(parser, f"MODULE '{args.module}': cannot import it: {e}")
+    except Exception as e:  # a SyntaxError or an error the module raised: show where, then say what failed
+        traceback.print_exc()
+        return _usage(parser, f"MODULE '{args.module}': importing it raised {type(e).__name__}: {e}")
     if not registered_tasks() and not args.builtins:
         return _usage(parser, f"MODULE '{args.module}': declares no tasks (decorate handlers with @taskring.task)")
     queues = [q for q in args.queues.split(",") if q]
