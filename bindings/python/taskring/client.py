@@ -192,16 +192,26 @@ class _AsyncBridge:
 
     def _run(self) -> None:
         while not self._closed:
-            items = self._completions.collect(-1)
             by_loop: Dict[asyncio.AbstractEventLoop, List[Tuple[asyncio.Future, Any]]] = {}
+            try:
+                items = self._completions.collect(-1)
+            except BaseException as e:  # never leave awaits hanging: they all get the error
+                with self._lock:
+                    self._closed = True
+                    for ws in self._waiters.values():
+                        for loop, fut, _ in ws:
+                            by_loop.setdefault(loop, []).append((fut, e))
+                    self._waiters.clear()
+                items = []
             with self._lock:
                 for task_id, got in items:
                     for loop, fut, handle in self._waiters.pop(task_id, ()):
+                        res = got
                         if isinstance(got, Outcome):
                             handle._outcome = got
                         elif handle._outcome is not None:
-                            got = None  # a blocking result() on this handle read it first
-                        by_loop.setdefault(loop, []).append((fut, got))
+                            res = None  # a blocking result() on this handle read it first
+                        by_loop.setdefault(loop, []).append((fut, res))
             for loop, batch in by_loop.items():
                 try:
                     loop.call_soon_threadsafe(_deliver, batch)
