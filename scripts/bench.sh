@@ -4,15 +4,24 @@
 # and prints a Markdown table of the medians with the ratios to taskring.
 # Then the durability scenarios (taskring-bench durability: the sidecar's
 # cost, durable acknowledgements, recovery time), REPS times each, and a
-# second table of their medians against their targets. The raw JSON of every
-# run stays in the output directory.
+# second table of their medians against their targets. Then the Python round
+# trip (bench/python/roundtrip.py: taskring from Python to a C++ and to a
+# Python worker, against multiprocessing.Queue in the same run) and its table.
+# The raw JSON of every run stays in the output directory.
 #
 # Usage: scripts/bench.sh [--reps N] [--tasks N] [--durable-tasks N] [--records N]
+#                         [--py-duration S] [--python PATH] [--no-python] [--quick]
 #                         [--log-dir DIR] [--out DIR] [--only NAME]
 #   --reps N           runs per scenario; the tables show medians (default 3)
 #   --tasks N          tasks per load run, the sidecar throughput scenario's too (default 1000000)
 #   --durable-tasks N  tasks of the durable-acknowledgement scenario (default 200000)
 #   --records N        records of the recovery scenario's log (default 10000000)
+#   --py-duration S    seconds per run of each Python round-trip scenario (default 3)
+#   --python PATH      the Python with the taskring package installed (default
+#                      $TASKRING_PYTHON, else build/venv/bin/python, else python3)
+#   --no-python        leave the Python round trip out
+#   --quick            a smoke run: 1 rep and small counts, unless given explicitly
+#                      (--tasks 20000, --durable-tasks 20000, --records 100000, --py-duration 0.3)
 #   --log-dir DIR      where the durability scenarios write their logs, so the disk they
 #                      measure (default /var/tmp; tmpfs makes fdatasync free)
 #   --out DIR          where the JSON files go (default build/bench-results)
@@ -25,16 +34,25 @@ reps=3
 tasks=1000000
 durable_tasks=200000
 records=10000000
+py_duration=3
+python=${TASKRING_PYTHON:-}
+no_python=0
+quick=0
+given=" "
 log_dir=/var/tmp
 out=build/bench-results
 only=""
-usage="scripts/bench.sh [--reps N] [--tasks N] [--durable-tasks N] [--records N] [--log-dir DIR] [--out DIR] [--only NAME]"
+usage="scripts/bench.sh [--reps N] [--tasks N] [--durable-tasks N] [--records N] [--py-duration S] [--python PATH] [--no-python] [--quick] [--log-dir DIR] [--out DIR] [--only NAME]"
 while (($#)); do
   case "$1" in
-    --reps) reps=${2:?--reps needs a number}; shift 2 ;;
-    --tasks) tasks=${2:?--tasks needs a number}; shift 2 ;;
-    --durable-tasks) durable_tasks=${2:?--durable-tasks needs a number}; shift 2 ;;
-    --records) records=${2:?--records needs a number}; shift 2 ;;
+    --reps) reps=${2:?--reps needs a number}; given+="reps "; shift 2 ;;
+    --tasks) tasks=${2:?--tasks needs a number}; given+="tasks "; shift 2 ;;
+    --durable-tasks) durable_tasks=${2:?--durable-tasks needs a number}; given+="durable_tasks "; shift 2 ;;
+    --records) records=${2:?--records needs a number}; given+="records "; shift 2 ;;
+    --py-duration) py_duration=${2:?--py-duration needs a number of seconds}; given+="py_duration "; shift 2 ;;
+    --python) python=${2:?--python needs a path}; shift 2 ;;
+    --no-python) no_python=1; shift ;;
+    --quick) quick=1; shift ;;
     --log-dir) log_dir=${2:?--log-dir needs a directory}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --only) only=${2:?--only needs a scenario name}; shift 2 ;;
@@ -43,10 +61,17 @@ while (($#)); do
        exit 2 ;;
   esac
 done
+if ((quick)); then
+  for kv in reps=1 tasks=20000 durable_tasks=20000 records=100000 py_duration=0.3; do
+    [[ "$given" == *" ${kv%%=*} "* ]] || printf -v "${kv%%=*}" '%s' "${kv#*=}"
+  done
+fi
 for v in reps tasks durable_tasks records; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] ||
     { echo "error: --${v//_/-} '${!v}': must be a whole number above 0" >&2; exit 2; }
 done
+[[ "$py_duration" =~ ^[0-9]*\.?[0-9]+$ && ! "$py_duration" =~ ^[0.]*$ ]] ||
+  { echo "error: --py-duration '$py_duration': must be a number of seconds above 0" >&2; exit 2; }
 [[ -d "$log_dir" ]] || { echo "error: --log-dir '$log_dir': not a directory" >&2; exit 2; }
 
 # name | flags (besides --tasks, --compare and --json)
@@ -66,24 +91,47 @@ durability=(
   "durable-ack-4p1w-b512|ack --tasks $durable_tasks -p 4 -w 1 --batch 512 --inflight 1024 --payload 32 --fsync always --probes 1000"
   "recovery|recovery --records $records --live 2048 --restore"
 )
+# The Python round trip: one scenario here, eight inside roundtrip.py.
+python_scenario=python-roundtrip
 if [[ -n "$only" ]]; then
   found=0
-  for s in "${scenarios[@]}" "${durability[@]}"; do [[ "${s%%|*}" == "$only" ]] && found=1; done
+  for s in "${scenarios[@]}" "${durability[@]}" "$python_scenario|"; do [[ "${s%%|*}" == "$only" ]] && found=1; done
   if ((found == 0)); then
     echo "error: --only '$only': no such scenario; the scenarios are:" >&2
-    for s in "${scenarios[@]}" "${durability[@]}"; do echo "  ${s%%|*}" >&2; done
+    for s in "${scenarios[@]}" "${durability[@]}" "$python_scenario|"; do echo "  ${s%%|*}" >&2; done
     exit 2
   fi
+fi
+if [[ "$only" == "$python_scenario" ]] && ((no_python)); then
+  echo "error: --only $python_scenario and --no-python contradict each other" >&2; exit 2
+fi
+run_python=1
+if ((no_python)) || [[ -n "$only" && "$only" != "$python_scenario" ]]; then run_python=0; fi
+run_cpp=1
+[[ "$only" == "$python_scenario" ]] && run_cpp=0
+if ((run_python)); then
+  # Checked before anything runs, not after the C++ scenarios' minutes.
+  if [[ -z "$python" ]]; then
+    if [[ -x build/venv/bin/python ]]; then python=build/venv/bin/python; else python=python3; fi
+  fi
+  "$python" -c 'import taskring' 2>/dev/null || {
+    echo "error: --python '$python': cannot import the taskring package with it" >&2
+    echo "hint: python3 -m venv build/venv && build/venv/bin/pip install . (docs/python.md), give --python, or --no-python" >&2
+    exit 2
+  }
 fi
 
 scripts/bootstrap.sh >&2
 cmake -S "$root" -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DTASKRING_BUILD_BENCH=ON \
   -DTASKRING_BUILD_TESTS=OFF >/dev/null
-cmake --build build/bench --target taskring_bench >/dev/null
+targets=(taskring_cli)
+((run_cpp)) && targets+=(taskring_bench)
+cmake --build build/bench --target "${targets[@]}" >/dev/null
 bench=build/bench/bench/load/taskring-bench
+cli=build/bench/tools/taskring
 mkdir -p "$out"
 
-"$bench" floor --json "$out/floor.json" >&2
+if ((run_cpp)); then "$bench" floor --json "$out/floor.json" >&2; fi
 for s in "${scenarios[@]}"; do
   name=${s%%|*}
   flags=${s#*|}
@@ -105,6 +153,14 @@ for s in "${durability[@]}"; do
   done
 done
 
+if ((run_python)); then
+  echo "== $python_scenario: bench/python/roundtrip.py --repeat $reps --duration $py_duration" >&2
+  # Its table (Markdown, medians of the runs) is printed with the others below.
+  "$python" bench/python/roundtrip.py --cli "$cli" --repeat "$reps" --duration "$py_duration" \
+    --json "$out/$python_scenario.json" >"$out/$python_scenario.md"
+fi
+
+if ((run_cpp)); then
 python3 - "$out" "$tasks" "${scenarios[@]}" <<'EOF'
 import glob, json, statistics, sys
 out, tasks, scenarios = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -192,3 +248,9 @@ if rows:
         note = "" if bad == 0 else f" ({bad} lost, duplicated or mismatched)"
         print(f"| {name} | {what}{note} | {value} | {target} | {n} |")
 EOF
+fi
+
+if ((run_python)); then
+  echo
+  cat "$out/$python_scenario.md"
+fi
