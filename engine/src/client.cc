@@ -145,7 +145,9 @@ Result<std::uint32_t> allocate_slot(Engine& e, const SubmitOptions& o, std::int6
   // reads the pid that belongs to it. A death between the two leaves a free
   // slot off the stack, for the idle audit. [R9] release: pairs with [A9]
   // in free_dead_reservations.
-  s.submitter_pid = ipc::current_pid();
+  // Relaxed: published by [R9]; atomic because a recoverer scanning an
+  // older reservation of this slot may read it at the same time.
+  s.submitter_pid.store(ipc::current_pid(), std::memory_order_relaxed);
   s.state.store(sw::make_reserved(w), std::memory_order_release);
   return index;
 }

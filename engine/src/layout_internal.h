@@ -219,7 +219,7 @@ struct alignas(kCacheLineSize) TaskSlot {
   std::uint8_t name_len;               // 23: bytes of `name` used
   std::uint32_t payload_len;           // 24
   std::uint32_t payload_block;         // 28: arena unit, or kNoBlock when inline
-  std::uint32_t submitter_pid;         // 32
+  std::atomic<std::uint32_t> submitter_pid;  // 32 (atomic: a recoverer reads it while the slot may be reused)
   std::uint8_t max_attempts;           // 36: 0 until the submitter or the first worker sets it
   std::uint8_t crashes;                // 37: attempts that ended with the worker dying
   std::uint8_t max_crashes;            // 38: 0: kDefaultMaxCrashes

@@ -359,7 +359,9 @@ void free_dead_reservations(Engine& e, RecoveryReport& report) {
     // the reserver's.
     std::uint64_t w = e.slot(i).state.load(std::memory_order_acquire);
     if (!sw::reserved(w)) continue;
-    const std::uint32_t pid = e.slot(i).submitter_pid;
+    // Relaxed: ordered by [A9]. The slot may have moved on since (the pid is
+    // then a later reserver's); free_slot's CAS on `w` fails for a stale word.
+    const std::uint32_t pid = e.slot(i).submitter_pid.load(std::memory_order_relaxed);
     auto it = running.find(pid);
     if (it == running.end()) it = running.emplace(pid, ipc::process_running(pid, 0)).first;
     if (it->second) continue;

@@ -794,7 +794,7 @@ TEST(FaultInjectionTest, RandomKillsOfWorkersAndProducersLoseNothingAndLeakNothi
       if ((w & sw::kStateMask) == 0) continue;  // free
       const std::string where = "slot " + std::to_string(i) + " (state word " + hex(w) + ")";
       if (sw::reserved(w)) {
-        slot_problems.push_back(where + ": still reserved by pid " + std::to_string((*eng)->slot(i).submitter_pid) +
+        slot_problems.push_back(where + ": still reserved by pid " + std::to_string((*eng)->slot(i).submitter_pid.load(std::memory_order_relaxed)) +
                                 " (a producer's half-taken slot that recovery did not free)");
         continue;
       }
