@@ -9,8 +9,12 @@ process, which echoes it back, and counts round trips per second:
   cpp-1        taskring, client.submit("echo", p).result(), to a C++ worker (taskring worker)
   cpp-call     taskring, client.call("echo", p): submit and wait in one step (if the package has it)
   cpp-batch    taskring, client.submit_many("echo", [p] * B) then client.results(handles)
+  cpp-many     taskring, client.call_many("echo", [p] * B): a batch without handles (if the package has it)
   cpp-async    taskring, submit_many then `await asyncio.gather(*handles)`
-  py-1, py-call, py-batch, py-async
+  cpp-async-results
+               taskring, submit_many then `await client.results_async(handles)`: one future
+               per batch (if the package has it)
+  py-1, py-call, py-batch, py-many, py-async, py-async-results
                the same to a Python worker (taskring.Worker with a Python echo handler)
 
 Every figure comes from this one invocation: the baselines run beside taskring,
@@ -57,19 +61,23 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_CLIS = [os.path.join(ROOT, "build", "release", "tools", "taskring"),
                 os.path.join(ROOT, "build", "release", "tools", "taskring", "taskring")]
 
-SCENARIOS = ["mpq-1", "mpq-batch", "cpp-1", "cpp-call", "cpp-batch", "cpp-async", "py-1", "py-call", "py-batch",
-             "py-async"]
+SCENARIOS = ["mpq-1", "mpq-batch", "cpp-1", "cpp-call", "cpp-batch", "cpp-many", "cpp-async", "cpp-async-results",
+             "py-1", "py-call", "py-batch", "py-many", "py-async", "py-async-results"]
 DESCRIPTION = {
     "mpq-1": ("multiprocessing.Queue", "python", "put + get, one in flight"),
     "mpq-batch": ("multiprocessing.Queue", "python", "put B, then get B"),
     "cpp-1": ("taskring", "C++", "submit().result()"),
     "cpp-call": ("taskring", "C++", "call()"),
     "cpp-batch": ("taskring", "C++", "submit_many + results"),
+    "cpp-many": ("taskring", "C++", "call_many"),
     "cpp-async": ("taskring", "C++", "submit_many + asyncio.gather"),
+    "cpp-async-results": ("taskring", "C++", "submit_many + await results_async"),
     "py-1": ("taskring", "Python", "submit().result()"),
     "py-call": ("taskring", "Python", "call()"),
     "py-batch": ("taskring", "Python", "submit_many + results"),
+    "py-many": ("taskring", "Python", "call_many"),
     "py-async": ("taskring", "Python", "submit_many + asyncio.gather"),
+    "py-async-results": ("taskring", "Python", "submit_many + await results_async"),
 }
 TARGET_ONE = 20.0    # PRODUCT.md: Python round trip, one task per call
 TARGET_BATCH = 100.0  # PRODUCT.md: Python, batches
@@ -495,9 +503,11 @@ class TaskringSystem:
             self.sent += done
         return done, t0 - start, bad
 
-    def batch(self, scenario: str, p: bytes, b: int, n: int, deadline_ns: int) -> tuple:
+    def batch(self, scenario: str, p: bytes, b: int, n: int, deadline_ns: int, many: bool) -> tuple:
+        """submit_many + results per batch, or (`many`) one call_many."""
         c, timeout, now = self.client, self.timeout, time.perf_counter_ns
         submit_many, results = c.submit_many, c.results
+        call_many = getattr(c, "call_many", None)
         full = [p] * b
         done = bad = 0
         start = now()
@@ -505,9 +515,13 @@ class TaskringSystem:
             while done < n:
                 k = min(b, n - done)
                 expect = full if k == b else full[:k]
-                handles = submit_many("echo", expect)
-                self.sent += len(handles)
-                got = results(handles, timeout)
+                if many:
+                    self.sent += k  # call_many submits them all or raises
+                    got = call_many("echo", expect, timeout=timeout)
+                else:
+                    handles = submit_many("echo", expect)
+                    self.sent += len(handles)
+                    got = results(handles, timeout)
                 done += k
                 if got != expect:
                     bad += sum(1 for r in got if r != p)
@@ -520,7 +534,7 @@ class TaskringSystem:
             raise self._fail(scenario, e) from None
         return done, now() - start, bad
 
-    def asyncio_batch(self, scenario: str, p: bytes, b: int, n: int, deadline_ns: int) -> tuple:
+    def asyncio_batch(self, scenario: str, p: bytes, b: int, n: int, deadline_ns: int, one_future: bool) -> tuple:
         # A client of its own, closed after the run: its completion thread
         # listens for every completion of the segment while it lives, which
         # would cost the other scenarios a wake-up per task.
@@ -537,7 +551,10 @@ class TaskringSystem:
                 expect = full if k == b else full[:k]
                 handles = submit_many("echo", expect)
                 self.sent += len(handles)
-                got = await (gather(*handles) if timeout is None else wait_for(gather(*handles), timeout))
+                if one_future:
+                    got = await client.results_async(handles, timeout)
+                else:
+                    got = await (gather(*handles) if timeout is None else wait_for(gather(*handles), timeout))
                 done += k
                 counts[0] = done
                 if got != expect:
@@ -617,12 +634,15 @@ def main(argv: List[str]) -> int:
               "scenarios": args.scenarios, "cpu_producer": args.cpu_producer, "cpu_worker": args.cpu_worker,
               "segment_slots": args.segment_slots, "ring_capacity": args.ring_capacity, "cli": args.cli}
     runs: Dict[str, List[Dict[str, Any]]] = {s: [] for s in args.scenarios}
-    if not hasattr(taskring.Client, "call"):
-        calls = [s for s in args.scenarios if s.endswith("-call")]
-        if calls and args.scenarios_given:
-            print(f"error: --scenarios {','.join(calls)}: this taskring package has no Client.call", file=sys.stderr)
+    for method, mode in (("call", "-call"), ("call_many", "-many"), ("results_async", "-async-results")):  # scenarios older packages cannot run
+        if hasattr(taskring.Client, method):
+            continue
+        missing = [s for s in args.scenarios if s.endswith(mode)]
+        if missing and args.scenarios_given:
+            print(f"error: --scenarios {','.join(missing)}: this taskring package has no Client.{method}",
+                  file=sys.stderr)
             return 2
-        args.scenarios = [s for s in args.scenarios if s not in calls]
+        args.scenarios = [s for s in args.scenarios if s not in missing]
         config["scenarios"] = args.scenarios
     lats: Dict[str, List[int]] = {s: [] for s in args.scenarios if one_per_call(s)}
     systems: Dict[str, Any] = {}
@@ -650,9 +670,9 @@ def main(argv: List[str]) -> int:
                 return sysm.one(s, payload, count, deadline_ns, lat)
             if mode == "call":
                 return sysm.call(s, payload, count, deadline_ns, lat)
-            if mode == "batch":
-                return sysm.batch(s, payload, args.batch, count, deadline_ns)
-            return sysm.asyncio_batch(s, payload, args.batch, count, deadline_ns)
+            if mode in ("batch", "many"):
+                return sysm.batch(s, payload, args.batch, count, deadline_ns, mode == "many")
+            return sysm.asyncio_batch(s, payload, args.batch, count, deadline_ns, mode == "async-results")
 
         for rep in range(args.repeat):
             for s in args.scenarios:

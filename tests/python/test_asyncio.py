@@ -237,3 +237,71 @@ def test_await_that_races_another_loops_completion_still_gets_the_result(client,
 
     assert run(loop_a()) == b"once"
     assert got.get("b") == b"once"
+
+
+# ---- results_async: one future for a batch ---------------------------------------
+
+def test_results_async_gives_every_result_in_order(client, workers):
+    workers.start()
+
+    async def main():
+        return await client.results_async(client.submit_many("echo", [b"%d" % i for i in range(300)]))
+
+    assert run(main()) == [b"%d" % i for i in range(300)]
+
+
+def test_results_async_of_handles_read_already_and_of_a_repeated_handle(client, workers):
+    workers.start()
+    first = client.submit("echo", b"read")
+    assert first.result(timeout=WAIT) == b"read"
+    other = client.submit("echo", b"twice")
+
+    async def main():
+        return await client.results_async([first, other, other])
+
+    assert run(main()) == [b"read", b"twice", b"twice"]
+
+
+def test_results_async_raises_for_the_first_failure_and_keeps_every_outcome(client, workers):
+    workers.start()
+    handles = client.submit_many(["echo", "fail", "echo"], [b"a", b"broken", b"c"], max_attempts=1)
+
+    async def main():
+        return await client.results_async(handles)
+
+    with pytest.raises(taskring.TaskFailed, match="broken"):
+        run(main())
+    assert [h.outcome(timeout=0).state for h in handles] == ["succeeded", "failed", "succeeded"]
+
+
+def test_results_async_times_out_and_a_later_outcome_lands_in_its_handle(client, workers):
+    h = client.submit("echo", b"late")  # no worker yet
+
+    async def main():
+        return await client.results_async([h], timeout=0.05)
+
+    with pytest.raises(TimeoutError, match="1 of 1 tasks have not finished"):
+        run(main())
+    workers.start()
+    # The completion thread still watches the task: whichever of it and
+    # this blocking wait reads the outcome, the handle gives it.
+    assert h.result(timeout=WAIT) == b"late"
+    assert h.result(timeout=0) == b"late"
+
+
+def test_results_async_checks_its_arguments(segment, client):
+    with taskring.Client(segment) as other:
+        h = other.submit("echo", b"")
+
+        async def main():
+            return await client.results_async([h])
+
+        with pytest.raises(ValueError, match=f"task {h.id} belongs to another client"):
+            run(main())
+        h.release()
+
+    async def bad_timeout():
+        return await client.results_async([], timeout=-1)
+
+    with pytest.raises(ValueError, match="timeout"):
+        run(bad_timeout())

@@ -26,8 +26,8 @@ pytest.importorskip("taskring")
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "python" / "roundtrip.py"
-ALL = ["mpq-1", "mpq-batch", "cpp-1", "cpp-call", "cpp-batch", "cpp-async",
-       "py-1", "py-call", "py-batch", "py-async"]
+ALL = ["mpq-1", "mpq-batch", "cpp-1", "cpp-call", "cpp-batch", "cpp-many", "cpp-async", "cpp-async-results",
+       "py-1", "py-call", "py-batch", "py-many", "py-async", "py-async-results"]
 
 
 def one_per_call(scenario: str) -> bool:
@@ -108,8 +108,8 @@ def test_every_scenario_reports_a_rate_and_every_count_adds_up():
     # the readiness probe. Nothing lost, nothing run twice.
     per = warmup + tasks
     assert doc["counts"] == {"mpq": {"sent": 2 * per, "handled": 2 * per},
-                             "cpp": {"sent": 1 + 4 * per, "handled": 1 + 4 * per},
-                             "py": {"sent": 1 + 4 * per, "handled": 1 + 4 * per}}
+                             "cpp": {"sent": 1 + 6 * per, "handled": 1 + 6 * per},
+                             "py": {"sent": 1 + 6 * per, "handled": 1 + 6 * per}}
     assert leftover_segments(p.pid) == []
 
 

@@ -3,6 +3,7 @@ handlers, queues."""
 
 import asyncio
 import gc
+import logging
 import threading
 import warnings
 
@@ -250,3 +251,62 @@ def test_async_handlers_event_loop_is_closed_when_run_returns(segment, client):
         del w, async_noop
         gc.collect()
     assert not [c for c in caught if "unclosed event loop" in str(c.message)]
+
+
+# A bytes handler without bind is called straight with the payload (no
+# Context, no wrapper); these pin that path to the wrapper's behaviour.
+
+def test_plain_handler_results_none_and_buffers(client, workers):
+    w = workers.new()
+
+    @w.task("none")
+    def none(payload):
+        return None
+
+    @w.task("views")
+    def views(payload):
+        return bytearray(payload) if payload == b"ba" else memoryview(payload + b"!")
+
+    workers.start(w)
+    assert client.submit("none", b"x").result(timeout=WAIT) == b""
+    assert client.results([client.submit("views", b"ba"), client.submit("views", b"mv")], timeout=WAIT) == \
+        [b"ba", b"mv!"]
+
+
+def test_plain_sync_handler_returning_a_coroutine_is_awaited(client, workers):
+    w = workers.new()
+
+    async def later(payload):
+        await asyncio.sleep(0)
+        return payload[::-1]
+
+    @w.task("deferred")
+    def deferred(payload):
+        return later(payload)
+
+    workers.start(w)
+    assert client.submit("deferred", b"abc").result(timeout=WAIT) == b"cba"
+
+
+def test_failed_attempt_is_logged_at_debug_with_the_exception(client, workers, caplog):
+    caplog.set_level(logging.DEBUG, logger="taskring.worker")
+    w = workers.new()
+    raised = []
+
+    @w.task("boom")
+    def boom(payload):
+        e = OSError(f"disk {payload.decode()}")
+        raised.append(e)
+        raise e
+
+    workers.start(w)
+    h = client.submit("boom", b"full", max_attempts=1)
+    with pytest.raises(taskring.TaskFailed, match="OSError: disk full"):
+        h.result(timeout=WAIT)
+    wait_until(lambda: any(r.exc_info for r in caplog.records), "the failure's log record")
+    record = next(r for r in caplog.records if r.exc_info)
+    assert record.exc_info[1] is raised[0]
+    assert record.getMessage() == f"task {h.id} (boom) attempt 1 failed"
+    # The exception's traceback reaches Worker.run's frame, and the worker
+    # holds `boom`: a cycle through C++ that the collector cannot see.
+    raised.clear()

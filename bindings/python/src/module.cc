@@ -159,6 +159,30 @@ class Bytes {
 
 nb::bytes to_bytes(std::string_view s) { return nb::bytes(s.data(), s.size()); }
 
+// The tasks of a batch call: a view of each payload (held while the GIL is
+// released) and its name. `names` has one entry (for every task) or one per
+// payload; anything else is a ValueError naming both counts.
+struct Batch {
+  std::vector<Bytes> held;
+  std::vector<TaskSpec> specs;
+
+  Batch(const std::vector<std::string>& names, nb::handle payloads) {
+    nb::sequence seq = nb::borrow<nb::sequence>(payloads);
+    const std::size_t n = nb::len(seq);
+    if (names.size() != 1 && names.size() != n) {
+      raise_status(Status(StatusCode::kInvalidArgument,
+                          "tasks: " + std::to_string(names.size()) + " names for " + std::to_string(n) +
+                              " payloads: give one name, or one per payload"));
+    }
+    held.reserve(n);
+    specs.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      held.emplace_back(seq[i], "payloads[i]");
+      specs[i] = TaskSpec{names.size() == 1 ? names[0] : names[i], held.back().view()};
+    }
+  }
+};
+
 // ---- Values handed to Python ---------------------------------------------------
 // A finished task, as Client.wait returns it (taskring.Outcome).
 struct Outcome {
@@ -238,20 +262,9 @@ class PyClient {
                                          std::uint32_t max_attempts, std::uint32_t max_crashes,
                                          std::int64_t time_limit_ns, std::int64_t timeout_ns, bool durable,
                                          bool detached) {
-    nb::sequence seq = nb::borrow<nb::sequence>(payloads);
-    const std::size_t n = nb::len(seq);
-    if (names.size() != 1 && names.size() != n) {
-      raise_status(Status(StatusCode::kInvalidArgument,
-                          "tasks: " + std::to_string(names.size()) + " names for " + std::to_string(n) +
-                              " payloads: give one name, or one per payload"));
-    }
-    std::vector<Bytes> held;
-    held.reserve(n);
-    std::vector<TaskSpec> specs(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      held.emplace_back(seq[i], "payloads[i]");
-      specs[i] = TaskSpec{names.size() == 1 ? names[0] : names[i], held.back().view()};
-    }
+    const Batch batch(names, payloads);
+    const std::vector<TaskSpec>& specs = batch.specs;
+    const std::size_t n = specs.size();
     SubmitOptions o = options(queue, priority, delay_ns, max_attempts, max_crashes, time_limit_ns, durable, detached);
     o.on_full = FullPolicy::kWait;
     std::vector<TaskId> ids(n);
@@ -369,6 +382,87 @@ class PyClient {
     }
   }
 
+  // A batch of calls: submits as many tasks as there is room for, waits
+  // for those in order, and repeats, each round in one GIL release. Every
+  // task submitted is read, also on an error: a timeout or an interrupt
+  // releases those still unread (they run; their outcomes are freed) and
+  // submits no more. Returns (results, None) when every task succeeded,
+  // else (None, the Outcome of the first that did not).
+  nb::tuple call_many(const std::vector<std::string>& names, nb::handle payloads, std::string_view queue,
+                      int priority, std::int64_t delay_ns, std::uint32_t max_attempts, std::uint32_t max_crashes,
+                      std::int64_t time_limit_ns, std::int64_t timeout_ns, bool durable) {
+    const Batch batch(names, payloads);
+    const std::size_t n = batch.specs.size();
+    SubmitOptions o = options(queue, priority, delay_ns, max_attempts, max_crashes, time_limit_ns, durable, false);
+    std::vector<TaskId> ids(n);
+    std::vector<TaskOutcome> outcomes(n);
+    const std::int64_t deadline = deadline_after(timeout_ns);
+    std::size_t submitted = 0;  // ids[0, submitted) went in
+    std::size_t read = 0;       // outcomes[0, read) are read
+    try {
+      while (read < n) {
+        Status submit_error, wait_error;
+        {
+          nb::gil_scoped_release unlocked;
+          const std::int64_t slice_end = std::min(deadline, ipc::monotonic_ns() + kSliceNs);
+          if (submitted == read) {
+            // Nothing of ours in flight: take what fits at once, or wait
+            // (within the slice) for room made by others. A durable submit
+            // waits in one call, as in submit(): a retry could submit twice.
+            const auto specs = std::span(batch.specs).subspan(submitted);
+            const auto out = std::span(ids).subspan(submitted);
+            o.on_full = durable ? FullPolicy::kWait : FullPolicy::kFail;
+            o.timeout_ns = durable ? (timeout_ns < 0 ? -1 : std::max<std::int64_t>(deadline - ipc::monotonic_ns(), 0)) : 0;
+            auto r = client_.submit_batch(specs, out, o);
+            if (!r && r.status().code() == StatusCode::kResourceExhausted && !durable) {
+              o.on_full = FullPolicy::kWait;
+              o.timeout_ns = std::max<std::int64_t>(slice_end - ipc::monotonic_ns(), 0);
+              r = client_.submit_batch(specs, out, o);
+            }
+            if (r) {
+              submitted += *r;
+            } else {
+              submit_error = r.status();
+            }
+          }
+          while (read < submitted) {
+            const std::int64_t left = std::max<std::int64_t>(slice_end - ipc::monotonic_ns(), 0);
+            auto r = client_.wait(ids[read], left);
+            if (!r) {
+              wait_error = r.status();
+              break;
+            }
+            outcomes[read++] = std::move(r).value();
+          }
+        }
+        if (read == n) break;
+        // Room that did not come within the slice is tried again; any other
+        // submit error, and a wait error other than the slice ending, raise.
+        const bool full = submit_error.code() == StatusCode::kResourceExhausted && !durable;
+        if (!submit_error.is_ok() && !full) raise_submit_error(submit_error);
+        if (!wait_error.is_ok() && wait_error.code() != StatusCode::kDeadlineExceeded) raise_status(wait_error);
+        check_signals();
+        if (ipc::monotonic_ns() >= deadline) {
+          if (full) raise_status(submit_error);
+          raise_status(Status(StatusCode::kDeadlineExceeded,
+                              std::to_string(n - read) + " of " + std::to_string(n) +
+                                  " tasks have not finished after " + std::to_string(timeout_ns / 1'000'000) +
+                                  " ms (the first is task " +
+                                  (read < submitted ? to_string(ids[read]) : std::string("not submitted yet")) + ")"));
+        }
+      }
+    } catch (nb::python_error&) {
+      for (std::size_t i = read; i < submitted; ++i) (void)client_.release(ids[i]);  // not found: freed meanwhile
+      throw;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!outcomes[i].ok()) return nb::make_tuple(nb::none(), Outcome{std::move(outcomes[i])});
+    }
+    nb::list values;
+    for (const TaskOutcome& t : outcomes) values.append(to_bytes(t.value));
+    return nb::make_tuple(values, nb::none());
+  }
+
   std::optional<Outcome> try_get(std::uint64_t id) {
     auto r = take(client_.try_get(TaskId{id}));
     if (!r) return std::nullopt;
@@ -422,8 +516,16 @@ class Completions {
       std::lock_guard<std::mutex> lock(mu_);
       pending_.push_back(TaskId{id});
     }
-    // Acquire: pairs with the release store of parked_ in collect.
-    if (parked_.load(std::memory_order_acquire)) client_->client().wake_completion_listeners();
+    wake_collector();
+  }
+
+  // watch for many tasks: one lock and at most one wake.
+  void watch_many(const std::vector<std::uint64_t>& ids) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (std::uint64_t id : ids) pending_.push_back(TaskId{id});
+    }
+    wake_collector();
   }
 
   // Waits (GIL released) until at least one watched task finished, the
@@ -493,6 +595,11 @@ class Completions {
   }
 
  private:
+  void wake_collector() {
+    // Acquire: pairs with the release store of parked_ in collect.
+    if (parked_.load(std::memory_order_acquire)) client_->client().wake_completion_listeners();
+  }
+
   std::shared_ptr<PyClient> client_;
   std::mutex mu_;  // guards pending_ (process-local: no shared-memory lock)
   std::vector<TaskId> pending_;
@@ -554,8 +661,11 @@ class PyWorker {
     g_signal_worker.compare_exchange_strong(me, nullptr, std::memory_order_acq_rel);  // acq_rel: as in run()
   }
 
+  // `fn` is called with a Context, or, when `finish` is given (a handler of
+  // bytes without bind), straight with the payload: see call_direct.
   void register_handler(std::string_view task, nb::object fn, std::uint32_t max_attempts, std::int64_t time_limit_ns,
-                        std::int64_t kill_grace_ns, std::int64_t retry_backoff_ns, std::int64_t retry_backoff_max_ns) {
+                        std::int64_t kill_grace_ns, std::int64_t retry_backoff_ns, std::int64_t retry_backoff_max_ns,
+                        nb::object finish, nb::object describe) {
     HandlerOptions o;
     o.max_attempts = max_attempts;
     o.time_limit_ns = time_limit_ns;
@@ -563,7 +673,13 @@ class PyWorker {
     o.retry_backoff_ns = retry_backoff_ns;
     o.retry_backoff_max_ns = retry_backoff_max_ns;
     // The handler runs on the thread of run(), which holds no GIL there.
-    auto handler = [this, fn = std::make_shared<nb::object>(fn)](TaskContext& ctx) { call(*fn, ctx); };
+    Handler handler;
+    if (finish.is_none()) {
+      handler = [this, fn = std::make_shared<nb::object>(fn)](TaskContext& ctx) { call(*fn, ctx); };
+    } else {
+      auto direct = std::make_shared<Direct>(Direct{fn, finish, describe});
+      handler = [this, direct](TaskContext& ctx) { call_direct(*direct, ctx); };
+    }
     check(worker_->register_handler(task, std::move(handler), o));
     handlers_.push_back(std::move(fn));
   }
@@ -647,17 +763,55 @@ class PyWorker {
         ctx.set_result(b.view());
       }
     } catch (nb::python_error& e) {
-      if (e.matches(PyExc_KeyboardInterrupt) || e.matches(PyExc_SystemExit)) {
-        ctx.fail(std::string("worker interrupted while running the task: ") + e.what());
-        if (!interrupt_) interrupt_ = std::make_unique<nb::python_error>(std::move(e));
-        worker_->stop();
-      } else {
-        ctx.fail(e.what());
-      }
+      if (!stop_on_interrupt(e, ctx)) ctx.fail(e.what());
     } catch (const std::exception& e) {  // e.g. a failed cast of the return value
       ctx.fail(std::string("handler wrapper: ") + e.what());
     }
     nb::cast<Context&>(holder).invalidate();
+  }
+
+  // A handler called with the payload: no Context object and no Python
+  // wrapper frame per task, the cheapest call there is. `finish(result)`
+  // turns a result that is neither None nor bytes-like into one (it runs
+  // an awaitable on the worker's event loop); `describe(exc, id, attempt)`
+  // gives the failure message of an exception (and logs it).
+  struct Direct {
+    nb::object fn, finish, describe;
+  };
+
+  // As call, for a Direct handler. A None result ends the task cancelled if
+  // a cancel was requested, else succeeded with an empty result; the
+  // package's wrapper does the same for the Context form.
+  void call_direct(const Direct& h, TaskContext& ctx) {
+    nb::gil_scoped_acquire locked;
+    try {
+      nb::object r = h.fn(to_bytes(ctx.payload()));
+      if (!r.is_none() && PyObject_CheckBuffer(r.ptr()) == 0) r = h.finish(r);
+      if (r.is_none()) {
+        if (!ctx.cancel_requested()) ctx.set_result({});
+      } else {
+        Bytes b(r, "handler result");
+        ctx.set_result(b.view());
+      }
+    } catch (nb::python_error& e) {
+      if (!stop_on_interrupt(e, ctx)) {
+        try {
+          ctx.fail(nb::cast<std::string>(h.describe(e.value(), ctx.id().value, ctx.attempt())));
+        } catch (nb::python_error& e2) {  // describe itself failed: say what the task raised
+          ctx.fail(e.what());
+        }
+      }
+    }
+  }
+
+  // For KeyboardInterrupt and SystemExit from a handler: fails the attempt,
+  // stops the worker, and keeps the exception for run() to raise again.
+  bool stop_on_interrupt(nb::python_error& e, TaskContext& ctx) {
+    if (!e.matches(PyExc_KeyboardInterrupt) && !e.matches(PyExc_SystemExit)) return false;
+    ctx.fail(std::string("worker interrupted while running the task: ") + e.what());
+    if (!interrupt_) interrupt_ = std::make_unique<nb::python_error>(std::move(e));
+    worker_->stop();
+    return true;
   }
 
   std::unique_ptr<Worker> worker_;
@@ -762,6 +916,9 @@ NB_MODULE(_core, m) {
       .def("call", &PyClient::call, "task"_a, "payload"_a, "queue"_a, "priority"_a, "delay_ns"_a, "max_attempts"_a,
            "max_crashes"_a, "time_limit_ns"_a, "timeout_ns"_a, "durable"_a,
            "Submits one task and waits for its Outcome; on a timeout or interrupt the task is released.")
+      .def("call_many", &PyClient::call_many, "names"_a, "payloads"_a, "queue"_a, "priority"_a, "delay_ns"_a,
+           "max_attempts"_a, "max_crashes"_a, "time_limit_ns"_a, "timeout_ns"_a, "durable"_a,
+           "Submits a batch and reads every outcome: (results, None), or (None, first Outcome that failed).")
       .def("wait", &PyClient::wait, "id"_a, "timeout_ns"_a,
            "Waits for one task and returns its Outcome (GIL released while it waits); TimeoutError if it does not end.")
       .def("try_get", &PyClient::try_get, "id"_a, "The outcome if the task finished (and frees it), else None.")
@@ -785,6 +942,7 @@ NB_MODULE(_core, m) {
   nb::class_<Completions>(m, "_Completions", "Waits for many tasks at once, for the asyncio bridge.")
       .def(nb::init<std::shared_ptr<PyClient>>(), "client"_a)
       .def("watch", &Completions::watch, "id"_a, "Adds a task to the set collect() waits for.")
+      .def("watch_many", &Completions::watch_many, "ids"_a, "Adds tasks to the set collect() waits for.")
       .def("collect", &Completions::collect, "timeout_ns"_a,
            "Waits (GIL released) until watched tasks finish; returns (id, Outcome or exception) pairs.")
       .def("close", &Completions::close, "Makes collect() return.")
@@ -810,8 +968,10 @@ NB_MODULE(_core, m) {
       .def(nb::init<std::string_view, std::vector<std::string>, int, std::uint32_t, bool>(), "segment"_a, "queues"_a,
            "cpu"_a, "claim_batch"_a, "steal"_a)
       .def("register", &PyWorker::register_handler, "task"_a, "fn"_a, "max_attempts"_a, "time_limit_ns"_a,
-           "kill_grace_ns"_a, "retry_backoff_ns"_a, "retry_backoff_max_ns"_a,
-           "Registers fn(Context) -> bytes-like or None as the handler of `task`.")
+           "kill_grace_ns"_a, "retry_backoff_ns"_a, "retry_backoff_max_ns"_a, "finish"_a = nb::none(),
+           "describe"_a = nb::none(),
+           "Registers fn(Context) -> bytes-like or None as the handler of `task`; with `finish` and "
+           "`describe`, fn(payload) instead (see worker.py).")
       .def("register_builtins", &PyWorker::register_builtins, "Registers noop, echo, sleep, spin and fail.")
       .def("run", &PyWorker::run, "max_tasks"_a, "handle_signals"_a,
            "Runs the claim loop with the GIL released; returns 'stopped', 'drained' or 'signal'.")

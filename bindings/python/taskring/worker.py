@@ -58,6 +58,10 @@ class TaskDef:
                 _convert.seconds_ns("retry_backoff_max", self.retry_backoff_max, none=10_000_000_000))
 
 
+# Handler results that are never awaitable (exact types; a subclass goes
+# through the full check).
+_PLAIN_TYPES = frozenset({bytes, bytearray, memoryview, str, int, float, bool, dict, list, tuple, type(None)})
+
 _registry: Dict[str, TaskDef] = {}
 _registry_lock = threading.Lock()
 
@@ -203,19 +207,38 @@ class Worker:
         for name, td in chosen.items():
             if name in self._registered:
                 continue
-            self._core.register(name, self._handler(td), *td._engine_options())
+            fn, finish, describe = self._handler(td)
+            self._core.register(name, fn, *td._engine_options(), finish, describe)
             self._registered.add(name)
 
-    def _handler(self, td: TaskDef) -> Callable[[Context], Any]:
+    def _handler(self, td: TaskDef) -> tuple:
+        """What _core.register takes for `td`: (fn, finish, describe). A
+        bytes handler without bind is called straight with the payload
+        (finish and describe are its slow paths, see module.cc); any other
+        through a wrapper that gets the Context (finish and describe None)."""
         codec, fn, bind, loop = td.codec, td.fn, td.bind, self._loop
         is_async = inspect.iscoroutinefunction(fn)
         plain = codec is codecs.BYTES
+
+        def describe(e: BaseException, task_id: int, attempt: int) -> str:
+            _log.debug("task %s (%s) attempt %s failed", task_id, td.name, attempt, exc_info=e)
+            return f"{type(e).__name__}: {e}"
+
+        if plain and not bind:
+            def finish(out: Any) -> Any:  # a result neither None nor bytes-like
+                if is_async or inspect.isawaitable(out):
+                    return loop.get().run_until_complete(out)
+                return out  # not bytes-like: the extension fails the task with a TypeError
+
+            return fn, finish, describe
 
         def handler(ctx: Context) -> Any:
             try:
                 arg = ctx.payload if plain else codec.decode(ctx.payload)
                 out = fn(ctx, arg) if bind else fn(arg)
-                if is_async or inspect.isawaitable(out):
+                # The type test first: inspect.isawaitable costs more than a
+                # small handler, and a value of these types never is one.
+                if is_async or (type(out) not in _PLAIN_TYPES and inspect.isawaitable(out)):
                     out = loop.get().run_until_complete(out)
                 if out is None and ctx.cancelled:
                     return None  # ends the task cancelled
@@ -223,11 +246,10 @@ class Worker:
                     return b"" if out is None else out
                 return codec.encode(out)
             except Exception as e:  # the attempt fails; the worker goes on
-                _log.debug("task %s (%s) attempt %s failed", ctx.id, td.name, ctx.attempt, exc_info=True)
-                ctx.fail(f"{type(e).__name__}: {e}")
+                ctx.fail(describe(e, ctx.id, ctx.attempt))
                 return None
 
-        return handler
+        return handler, None, None
 
     def run(self, max_tasks: Optional[int] = None) -> str:
         """Runs tasks until :meth:`stop`, a drain (taskring drain), the
