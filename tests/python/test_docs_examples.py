@@ -71,11 +71,17 @@ def test_the_producer_of_the_tour_prints_what_its_comments_say(tour):
     assert run.stdout.splitlines() == _expected(blocks["producer.py"])
 
 
-def test_the_interop_commands_of_the_tour_print_what_their_comments_say(tour):
+@pytest.fixture
+def cli() -> Path:
+    """The C++ CLI; skips before the tour starts its workers if it is missing."""
+    path = _cli()
+    if not path.is_file():
+        pytest.skip(f"the C++ CLI is not built at {path} (set TASKRING_CLI)")
+    return path
+
+
+def test_the_interop_commands_of_the_tour_print_what_their_comments_say(cli, tour):
     tmp_path, env, blocks = tour
-    cli = _cli()
-    if not cli.is_file():
-        pytest.skip(f"the C++ CLI is not built at {cli} (set TASKRING_CLI)")
     # `taskring` and `python` as the text uses them: the CLI, and this venv's Python.
     bindir = tmp_path / "bin"
     bindir.mkdir()

@@ -97,25 +97,22 @@ class TaskHandle:
         read the result. Releases the GIL; Ctrl-C raises KeyboardInterrupt.
         """
         if self._outcome is None:
-            ns = -1 if timeout is None else _convert.seconds_ns("timeout", timeout, none=-1)
-            self._read(lambda: self._client._core.wait(self.id, ns))
+            try:
+                self._outcome = self._client._core.wait(
+                    self.id, -1 if timeout is None else _convert.seconds_ns("timeout", timeout, none=-1))
+            except NotFoundError:
+                self._from_bridge()
         assert self._outcome is not None
         return self._outcome
 
-    def _read(self, read: Any) -> None:
-        """Stores what `read()` (a wait or try_get of this task) returns.
-        An await of this handle (timed out or still running) may have had
-        the completion thread read the outcome just before: then the handle
-        gets it from there instead of NotFoundError."""
-        try:
-            o = read()
-        except NotFoundError:
-            bridge = self._client._async
-            if bridge is None or not bridge.settle(self):
-                raise
-            return
-        if o is not None:
-            self._outcome = o
+    def _from_bridge(self) -> None:
+        """After a read of this task found it gone: an await of this handle
+        (timed out or still running) may have had the completion thread read
+        the outcome just before, and then the handle gets it from there.
+        Otherwise the NotFoundError being handled is raised again."""
+        bridge = self._client._async
+        if bridge is None or not bridge.settle(self):
+            raise
 
     def result(self, timeout: Optional[float] = None) -> Any:
         """Waits for the task and returns its result, decoded by the codec.
@@ -139,7 +136,10 @@ class TaskHandle:
     def done(self) -> bool:
         """True if the task finished; never blocks (reads the result if so)."""
         if self._outcome is None:
-            self._read(lambda: self._client._core.try_get(self.id))
+            try:
+                self._outcome = self._client._core.try_get(self.id)
+            except NotFoundError:
+                self._from_bridge()
         return self._outcome is not None
 
     def status(self) -> TaskStatus:
