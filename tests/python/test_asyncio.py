@@ -305,3 +305,27 @@ def test_results_async_checks_its_arguments(segment, client):
 
     with pytest.raises(ValueError, match="timeout"):
         run(bad_timeout())
+
+
+def test_results_async_after_a_timeout_then_blocking_results_get_every_outcome(client, workers):
+    handles = client.submit_many("echo", [b"a", b"b", b"c"])  # no worker yet
+
+    async def main():
+        return await client.results_async(handles, timeout=0.05)
+
+    with pytest.raises(TimeoutError, match="3 of 3 tasks"):
+        run(main())
+    workers.start()
+    # The completion thread still watches all three and may read any of them.
+    assert client.results(handles, timeout=WAIT) == [b"a", b"b", b"c"]
+
+
+def test_results_async_with_timeout_zero_of_finished_handles_returns_them(client, workers):
+    workers.start()
+    handles = client.submit_many("echo", [b"x", b"y"])
+    client.wait_all(handles, timeout=WAIT)
+
+    async def main():
+        return await client.results_async(handles, timeout=0)
+
+    assert run(main()) == [b"x", b"y"]

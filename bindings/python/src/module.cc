@@ -387,13 +387,15 @@ class PyClient {
   // task submitted is read, also on an error: a timeout or an interrupt
   // releases those still unread (they run; their outcomes are freed) and
   // submits no more. Returns (results, None) when every task succeeded,
-  // else (None, the Outcome of the first that did not).
+  // else (None, the Outcome of the first that did not). Not durable: a
+  // durable batch that fails its wait for the disk went in with ids the
+  // engine does not return, so they could not be read or released.
   nb::tuple call_many(const std::vector<std::string>& names, nb::handle payloads, std::string_view queue,
                       int priority, std::int64_t delay_ns, std::uint32_t max_attempts, std::uint32_t max_crashes,
-                      std::int64_t time_limit_ns, std::int64_t timeout_ns, bool durable) {
+                      std::int64_t time_limit_ns, std::int64_t timeout_ns) {
     const Batch batch(names, payloads);
     const std::size_t n = batch.specs.size();
-    SubmitOptions o = options(queue, priority, delay_ns, max_attempts, max_crashes, time_limit_ns, durable, false);
+    SubmitOptions o = options(queue, priority, delay_ns, max_attempts, max_crashes, time_limit_ns, false, false);
     std::vector<TaskId> ids(n);
     std::vector<TaskOutcome> outcomes(n);
     const std::int64_t deadline = deadline_after(timeout_ns);
@@ -407,17 +409,17 @@ class PyClient {
           const std::int64_t slice_end = std::min(deadline, ipc::monotonic_ns() + kSliceNs);
           if (submitted == read) {
             // Nothing of ours in flight: take what fits at once, or wait
-            // (within the slice) for room made by others. A durable submit
-            // waits in one call, as in submit(): a retry could submit twice.
+            // (within the slice) for room made by others, for one task only,
+            // so that the wait ends as soon as any room comes.
             const auto specs = std::span(batch.specs).subspan(submitted);
             const auto out = std::span(ids).subspan(submitted);
-            o.on_full = durable ? FullPolicy::kWait : FullPolicy::kFail;
-            o.timeout_ns = durable ? (timeout_ns < 0 ? -1 : std::max<std::int64_t>(deadline - ipc::monotonic_ns(), 0)) : 0;
+            o.on_full = FullPolicy::kFail;
+            o.timeout_ns = 0;
             auto r = client_.submit_batch(specs, out, o);
-            if (!r && r.status().code() == StatusCode::kResourceExhausted && !durable) {
+            if (!r && r.status().code() == StatusCode::kResourceExhausted) {
               o.on_full = FullPolicy::kWait;
               o.timeout_ns = std::max<std::int64_t>(slice_end - ipc::monotonic_ns(), 0);
-              r = client_.submit_batch(specs, out, o);
+              r = client_.submit_batch(specs.first(1), out.first(1), o);
             }
             if (r) {
               submitted += *r;
@@ -438,7 +440,7 @@ class PyClient {
         if (read == n) break;
         // Room that did not come within the slice is tried again; any other
         // submit error, and a wait error other than the slice ending, raise.
-        const bool full = submit_error.code() == StatusCode::kResourceExhausted && !durable;
+        const bool full = submit_error.code() == StatusCode::kResourceExhausted;
         if (!submit_error.is_ok() && !full) raise_submit_error(submit_error);
         if (!wait_error.is_ok() && wait_error.code() != StatusCode::kDeadlineExceeded) raise_status(wait_error);
         check_signals();
@@ -797,7 +799,7 @@ class PyWorker {
       if (!stop_on_interrupt(e, ctx)) {
         try {
           ctx.fail(nb::cast<std::string>(h.describe(e.value(), ctx.id().value, ctx.attempt())));
-        } catch (nb::python_error& e2) {  // describe itself failed: say what the task raised
+        } catch (nb::python_error&) {  // describe itself failed: say what the task raised
           ctx.fail(e.what());
         }
       }
@@ -917,7 +919,7 @@ NB_MODULE(_core, m) {
            "max_crashes"_a, "time_limit_ns"_a, "timeout_ns"_a, "durable"_a,
            "Submits one task and waits for its Outcome; on a timeout or interrupt the task is released.")
       .def("call_many", &PyClient::call_many, "names"_a, "payloads"_a, "queue"_a, "priority"_a, "delay_ns"_a,
-           "max_attempts"_a, "max_crashes"_a, "time_limit_ns"_a, "timeout_ns"_a, "durable"_a,
+           "max_attempts"_a, "max_crashes"_a, "time_limit_ns"_a, "timeout_ns"_a,
            "Submits a batch and reads every outcome: (results, None), or (None, first Outcome that failed).")
       .def("wait", &PyClient::wait, "id"_a, "timeout_ns"_a,
            "Waits for one task and returns its Outcome (GIL released while it waits); TimeoutError if it does not end.")

@@ -134,7 +134,9 @@ class TaskHandle:
         raise TaskFailed(self.id, text, o)
 
     def done(self) -> bool:
-        """True if the task finished; never blocks (reads the result if so)."""
+        """True if the task finished (reads the result if so). Never waits
+        for the task; after an await of this handle it may wait a moment for
+        the completion thread, which may be reading it."""
         if self._outcome is None:
             try:
                 self._outcome = self._client._core.try_get(self.id)
@@ -171,7 +173,8 @@ class TaskHandle:
 
 class _Waiter:
     """One await on the bridge: its future, and how many of its tasks have
-    not finished yet (below zero once it was given an error)."""
+    not finished yet (set to 0 when it is given an error; it may then go
+    below zero as the rest finish)."""
 
     __slots__ = ("loop", "fut", "remaining")
 
@@ -277,10 +280,13 @@ class _AsyncBridge:
             if self._closed:
                 return
             self._closed = True
-            orphans = {id(w): w for ws in self._waiters.values() for w, _ in ws}.values()
-            self._waiters.clear()
+        # The thread first: outcomes it has read already go to their handles
+        # and awaits; only those still unread are left for the error.
         self._completions.close()
         self._thread.join(timeout=5)
+        with self._lock:
+            orphans = {id(w): w for ws in self._waiters.values() for w, _ in ws}.values()
+            self._waiters.clear()
         for w in orphans:
             try:
                 w.loop.call_soon_threadsafe(_deliver, [(w.fut, RuntimeError("the client was closed"))])
@@ -452,7 +458,7 @@ class Client:
     def call_many(self, task: Union[str, Sequence[str]], payloads: Iterable[Any], *,
                   timeout: Optional[float] = None, queue: Optional[str] = None, priority: Priority = "normal",
                   delay: Optional[float] = None, max_attempts: Optional[int] = None,
-                  max_crashes: Optional[int] = None, time_limit: Optional[float] = None, durable: bool = False,
+                  max_crashes: Optional[int] = None, time_limit: Optional[float] = None,
                   codec: codecs.CodecLike = None) -> List[Any]:
         """Runs one task per payload and returns their results in order:
         :meth:`call` for a batch, and the fastest way to move many tasks
@@ -463,16 +469,18 @@ class Client:
         fits, wait for those, repeat). Every task is read before this
         returns. If one did not succeed, raises TaskFailed or TaskCancelled
         for the first such (the other results are dropped: use submit_many
-        and wait_all to see every outcome). `timeout` bounds the whole call;
-        on TimeoutError or KeyboardInterrupt the unread tasks are released
-        (they still run) and no more are submitted. The other arguments are
-        those of :meth:`submit`.
+        and wait_all to see every outcome). `timeout` bounds the whole call:
+        TimeoutError if results are still missing then, FullError if the
+        segment had no room for the next tasks. On either, and on
+        KeyboardInterrupt, the unread tasks are released (they still run)
+        and no more are submitted. The other arguments are those of
+        :meth:`submit`; a durable batch is submit_many(durable=True).
         """
         c = self.codec if codec is None else codecs.get(codec)
         encoded = [c.encode(p) for p in payloads] if c is not codecs.BYTES else list(payloads)
         names = [task] if isinstance(task, str) else list(task)
-        args = self._checked(queue, priority, delay, max_attempts, max_crashes, time_limit, timeout, durable, False)
-        values, failed = self._core.call_many(names, encoded, *args[:-1])
+        args = self._checked(queue, priority, delay, max_attempts, max_crashes, time_limit, timeout, False, False)
+        values, failed = self._core.call_many(names, encoded, *args[:-2])
         if failed is not None:
             TaskHandle(self, failed.id, c)._decode(failed)  # raises
         return values if c is codecs.BYTES else [c.decode(v) for v in values]
@@ -485,8 +493,21 @@ class Client:
         for h in mine:
             if h._client is not self:
                 raise ValueError(f"handles: task {h.id} belongs to another client")
-        if mine:
-            self._core.wait_into(mine, _convert.seconds_ns("timeout", timeout, none=-1))
+        ns = _convert.seconds_ns("timeout", timeout, none=-1)
+        while mine:
+            try:
+                self._core.wait_into(mine, ns)
+                break
+            except NotFoundError:
+                # A timed-out await of some of these handles may have had the
+                # completion thread read them: take those, wait for the rest.
+                bridge = self._async
+                if bridge is None:
+                    raise
+                missing = [h for h in mine if h._outcome is None]
+                if missing and not any([bridge.settle(h) for h in missing]):
+                    raise  # none came from the bridge: really gone
+                mine = [h for h in mine if h._outcome is None]
         return [h._outcome for h in handles]  # type: ignore[misc]
 
     def results(self, handles: Sequence[TaskHandle], timeout: Optional[float] = None) -> List[Any]:
@@ -507,12 +528,13 @@ class Client:
             if h._client is not self:
                 raise ValueError(f"handles: task {h.id} belongs to another client")
         _convert.seconds_ns("timeout", timeout, none=-1)  # the checks of every timeout
-        wait = self._bridge().wait_all(handles)
-        if timeout is None:
-            await wait
+        if all(h._outcome is not None for h in handles):
+            pass  # (wait_for with a timeout of 0 would time out even so)
+        elif timeout is None:
+            await self._bridge().wait_all(handles)
         else:
             try:
-                await asyncio.wait_for(wait, timeout)
+                await asyncio.wait_for(self._bridge().wait_all(handles), timeout)
             except asyncio.TimeoutError:
                 left = sum(1 for h in handles if h._outcome is None)
                 raise TimeoutError(f"{left} of {len(handles)} tasks have not finished after {timeout} s") from None
