@@ -123,6 +123,14 @@ std::int64_t deadline_after(std::int64_t timeout_ns) {
   return timeout_ns < 0 ? INT64_MAX : ipc::monotonic_ns() + timeout_ns;
 }
 
+// Raises TimeoutError for a batch wait: `left` of `n` tasks unfinished when
+// the `timeout_ns` passed; `first` names the first of them.
+[[noreturn]] void raise_unfinished(std::size_t left, std::size_t n, std::int64_t timeout_ns, const std::string& first) {
+  raise_status(Status(StatusCode::kDeadlineExceeded,
+                      std::to_string(left) + " of " + std::to_string(n) + " tasks have not finished after " +
+                          std::to_string(timeout_ns / 1'000'000) + " ms (the first is " + first + ")"));
+}
+
 // ---- Byte views ------------------------------------------------------------
 // A read-only view of any object with the buffer protocol (bytes,
 // bytearray, memoryview, array, numpy): no copy. The exporter keeps the
@@ -332,10 +340,7 @@ class PyClient {
       if (error.code() != StatusCode::kDeadlineExceeded) raise_status(error);
       check_signals();
       if (ipc::monotonic_ns() >= deadline) {
-        raise_status(Status(StatusCode::kDeadlineExceeded,
-                            std::to_string(todo.size() - next) + " of " + std::to_string(n) +
-                                " tasks have not finished after " + std::to_string(timeout_ns / 1'000'000) +
-                                " ms (the first is task " + to_string(todo[next].second) + ")"));
+        raise_unfinished(todo.size() - next, n, timeout_ns, "task " + to_string(todo[next].second));
       }
     }
   }
@@ -446,11 +451,8 @@ class PyClient {
         check_signals();
         if (ipc::monotonic_ns() >= deadline) {
           if (full) raise_status(submit_error);
-          raise_status(Status(StatusCode::kDeadlineExceeded,
-                              std::to_string(n - read) + " of " + std::to_string(n) +
-                                  " tasks have not finished after " + std::to_string(timeout_ns / 1'000'000) +
-                                  " ms (the first is task " +
-                                  (read < submitted ? to_string(ids[read]) : std::string("not submitted yet")) + ")"));
+          raise_unfinished(n - read, n, timeout_ns,
+                           read < submitted ? "task " + to_string(ids[read]) : std::string("not submitted yet"));
         }
       }
     } catch (nb::python_error&) {
@@ -507,27 +509,20 @@ class PyClient {
 // ---- Completions: one thread waits for many tasks (asyncio) -----------------------
 // The collecting thread registers as a completion listener, checks the
 // watched tasks, and parks until any task of the segment finishes (the
-// engine's wake; Client::listen_completions). watch() wakes a parked
+// engine's wake; Client::listen_completions). watch_many() wakes a parked
 // collector, so a task that finished before it was watched is seen at once.
 class Completions {
  public:
   explicit Completions(std::shared_ptr<PyClient> client) : client_(std::move(client)) {}
 
-  void watch(std::uint64_t id) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      pending_.push_back(TaskId{id});
-    }
-    wake_collector();
-  }
-
-  // watch for many tasks: one lock and at most one wake.
+  // Adds tasks to the watched set: one lock and at most one wake.
   void watch_many(const std::vector<std::uint64_t>& ids) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (std::uint64_t id : ids) pending_.push_back(TaskId{id});
     }
-    wake_collector();
+    // Acquire: pairs with the release store of parked_ in collect.
+    if (parked_.load(std::memory_order_acquire)) client_->client().wake_completion_listeners();
   }
 
   // Waits (GIL released) until at least one watched task finished, the
@@ -597,11 +592,6 @@ class Completions {
   }
 
  private:
-  void wake_collector() {
-    // Acquire: pairs with the release store of parked_ in collect.
-    if (parked_.load(std::memory_order_acquire)) client_->client().wake_completion_listeners();
-  }
-
   std::shared_ptr<PyClient> client_;
   std::mutex mu_;  // guards pending_ (process-local: no shared-memory lock)
   std::vector<TaskId> pending_;
@@ -943,7 +933,6 @@ NB_MODULE(_core, m) {
 
   nb::class_<Completions>(m, "_Completions", "Waits for many tasks at once, for the asyncio bridge.")
       .def(nb::init<std::shared_ptr<PyClient>>(), "client"_a)
-      .def("watch", &Completions::watch, "id"_a, "Adds a task to the set collect() waits for.")
       .def("watch_many", &Completions::watch_many, "ids"_a, "Adds tasks to the set collect() waits for.")
       .def("collect", &Completions::collect, "timeout_ns"_a,
            "Waits (GIL released) until watched tasks finish; returns (id, Outcome or exception) pairs.")

@@ -251,9 +251,8 @@ class _AsyncBridge:
             except BaseException as e:  # never leave awaits hanging: they all get the error
                 with self._lock:
                     self._closed = True
-                    for w in {id(w): w for ws in self._waiters.values() for w, _ in ws}.values():
+                    for w in self._take_waiters():
                         by_loop.setdefault(w.loop, []).append((w.fut, e))
-                    self._waiters.clear()
                 items = []
             with self._lock:
                 for task_id, got in items:
@@ -275,6 +274,13 @@ class _AsyncBridge:
                 except RuntimeError:
                     pass  # that loop was closed; nobody awaits these any more
 
+    def _take_waiters(self) -> List[_Waiter]:
+        """Removes every waiter, each once (a batch's waiter is listed under
+        each of its ids). Call with the lock held."""
+        unique = list({id(w): w for ws in self._waiters.values() for w, _ in ws}.values())
+        self._waiters.clear()
+        return unique
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -285,8 +291,7 @@ class _AsyncBridge:
         self._completions.close()
         self._thread.join(timeout=5)
         with self._lock:
-            orphans = {id(w): w for ws in self._waiters.values() for w, _ in ws}.values()
-            self._waiters.clear()
+            orphans = self._take_waiters()
         for w in orphans:
             try:
                 w.loop.call_soon_threadsafe(_deliver, [(w.fut, RuntimeError("the client was closed"))])
@@ -485,14 +490,17 @@ class Client:
             TaskHandle(self, failed.id, c)._decode(failed)  # raises
         return values if c is codecs.BYTES else [c.decode(v) for v in values]
 
+    def _check_owner(self, handles: Iterable[TaskHandle]) -> None:
+        for h in handles:
+            if h._client is not self:
+                raise ValueError(f"handles: task {h.id} belongs to another client")
+
     def wait_all(self, handles: Sequence[TaskHandle], timeout: Optional[float] = None) -> List[Outcome]:
         """Waits for every handle (one GIL release for many tasks) and
         returns their outcomes in order. Outcomes read before a TimeoutError
         or KeyboardInterrupt are kept in their handles."""
         mine = [h for h in handles if h._outcome is None]
-        for h in mine:
-            if h._client is not self:
-                raise ValueError(f"handles: task {h.id} belongs to another client")
+        self._check_owner(mine)
         ns = _convert.seconds_ns("timeout", timeout, none=-1)
         while mine:
             try:
@@ -524,9 +532,7 @@ class Client:
         far cheaper than ``asyncio.gather(*handles)``, which makes an asyncio
         Task per handle. Raises TimeoutError if `timeout` seconds pass first;
         outcomes that arrive later are still kept in their handles."""
-        for h in handles:
-            if h._client is not self:
-                raise ValueError(f"handles: task {h.id} belongs to another client")
+        self._check_owner(handles)
         _convert.seconds_ns("timeout", timeout, none=-1)  # the checks of every timeout
         if all(h._outcome is not None for h in handles):
             pass  # (wait_for with a timeout of 0 would time out even so)
